@@ -1,0 +1,59 @@
+# qvm — build, test, install. Every target that needs system packages first
+# runs `deps`, which installs what a fresh Debian machine lacks (as root).
+
+GO        ?= go
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BINDIR    := $(DESTDIR)$(PREFIX)/bin
+MANDIR    := $(DESTDIR)$(PREFIX)/share/man/man1
+BASHDIR   := $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+ZSHDIR    := $(DESTDIR)$(PREFIX)/share/zsh/site-functions
+FISHDIR   := $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+TESTFLAGS ?=
+GOTEST    := $(GO) test -count=1 $(TESTFLAGS)
+
+# argv0 names that behave as `qvm <verb>` (see commands/aliases.go).
+ALIASES := $(shell cat commands/aliases.txt 2>/dev/null)
+
+.PHONY: all deps build docs test vet bench demo install clean
+
+all: build
+
+# deps/*.deb list Debian packages, one per line; each component adds its own file.
+deps:
+	@./deps/install.sh deps/*.deb
+
+build: deps
+	$(GO) build -o bin/qvm ./cmd/qvm
+	$(GO) build -o bin/qmemmand ./cmd/qmemmand
+	@$(MAKE) --no-print-directory docs
+
+# Man pages and shell completions are generated from the command tree.
+docs:
+	./bin/qvm gen-docs --man man --completions completions
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+
+test: build vet
+	$(GOTEST) ./...
+
+bench: build
+	$(GO) run ./internal/benchrun -out BENCHMARKS.md
+
+demo: build
+	./scripts/demo.sh
+
+install: build
+	install -d $(BINDIR) $(MANDIR) $(BASHDIR) $(ZSHDIR) $(FISHDIR)
+	install -m 0755 bin/qvm bin/qmemmand $(BINDIR)/
+	for a in $(ALIASES); do ln -sf qvm $(BINDIR)/$$a; done
+	install -m 0644 man/*.1 $(MANDIR)/
+	install -m 0644 completions/qvm.bash $(BASHDIR)/qvm
+	for a in $(ALIASES); do ln -sf qvm $(BASHDIR)/$$a; done
+	install -m 0644 completions/_qvm $(ZSHDIR)/_qvm
+	install -m 0644 completions/qvm.fish $(FISHDIR)/qvm.fish
+
+clean:
+	rm -rf bin man/*.1 completions/qvm.bash completions/_qvm completions/qvm.fish

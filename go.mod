@@ -1,0 +1,3 @@
+module github.com/qvm-dev/qvm
+
+go 1.26
