@@ -1,0 +1,114 @@
+// Package atomicfile replaces a file so that a crash at any instant leaves
+// either the complete old content or the complete new content on disk.
+package atomicfile
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+)
+
+// Options say how the new file is made.
+type Options struct {
+	// Mode of the new file (applied with fchmod, so the umask does not apply).
+	Mode os.FileMode
+	// Group, when non-empty and present on this system, owns the new file.
+	Group string
+	// TempPrefix names the temp file (default: base name + "~").
+	TempPrefix string
+}
+
+// WriteFile writes data to a temp file in path's directory, fsyncs it,
+// renames it over path and fsyncs the directory.
+func WriteFile(path string, data []byte, opt Options) error {
+	return Write(path, opt, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
+}
+
+// Write is WriteFile with the content produced by fill.
+func Write(path string, opt Options, fill func(*os.File) error) (err error) {
+	dir := filepath.Dir(path)
+	prefix := opt.TempPrefix
+	if prefix == "" {
+		prefix = filepath.Base(path) + "~"
+	}
+	tmp, err := createTemp(dir, prefix)
+	if err != nil {
+		return fmt.Errorf("create temp file for %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err = fill(tmp); err != nil {
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if opt.Mode != 0 {
+		if err = tmp.Chmod(opt.Mode); err != nil {
+			return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+		}
+	}
+	if opt.Group != "" {
+		if gid, ok := lookupGroup(opt.Group); ok {
+			if err = tmp.Chown(-1, gid); err != nil {
+				return fmt.Errorf("chown %s: %w", tmp.Name(), err)
+			}
+		}
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp.Name(), err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), path, err)
+	}
+	return SyncDir(dir)
+}
+
+// SyncDir fsyncs a directory so a rename or unlink in it is durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+func createTemp(dir, prefix string) (*os.File, error) {
+	for i := 0; i < 100; i++ {
+		var b [6]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		name := filepath.Join(dir, prefix+hex.EncodeToString(b[:]))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0600)
+		if os.IsExist(err) {
+			continue
+		}
+		return f, err
+	}
+	return nil, fmt.Errorf("no free temp name in %s", dir)
+}
+
+func lookupGroup(name string) (int, bool) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, false
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	return gid, err == nil
+}
