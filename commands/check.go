@@ -1,0 +1,125 @@
+package commands
+
+import (
+	"context"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/qvm-dev/qvm/core"
+)
+
+type checkOptions struct {
+	sel                                  vmSelection
+	running, paused, template, networked bool
+}
+
+func newCheckCmd(env *Env) *cobra.Command {
+	o := checkOptions{sel: vmSelection{required: true}}
+	cmd := &cobra.Command{
+		Use:   "check [flags] [--all [--exclude X]... | VMNAME...]",
+		Short: "Check that qubes exist and match the given conditions",
+		Long: `Exit code: 0 when every named qube exists (and matches all filters), 3 when
+some match, 1 when none match or a name does not exist.`,
+		RunE:              func(cmd *cobra.Command, args []string) error { return runCheck(cmd.Context(), env, o, args) },
+		ValidArgsFunction: completeVMs(env, nil),
+	}
+	o.sel.addFlags(env, cmd)
+	f := cmd.Flags()
+	f.BoolVar(&o.running, "running", false, "qubes must be running")
+	f.BoolVar(&o.paused, "paused", false, "qubes must be paused")
+	f.BoolVar(&o.template, "template", false, "qubes must be templates")
+	f.BoolVar(&o.networked, "networked", false, "qubes must have network")
+	return cmd
+}
+
+func runCheck(ctx context.Context, env *Env, o checkOptions, args []string) error {
+	prog := env.progFor("qvm check")
+	if !o.sel.all && len(args) == 0 {
+		return usagef("one of the arguments --all VMNAME is required")
+	}
+	return env.view(ctx, func(app *core.App) error {
+		var doms []*core.Domain
+		var missing []string
+		if o.sel.all {
+			var err error
+			if doms, err = o.sel.resolve(app, nil); err != nil {
+				return err
+			}
+		} else {
+			for _, n := range args {
+				if d, err := app.Domain(n); err == nil {
+					doms = append(doms, d)
+				} else {
+					missing = append(missing, n)
+				}
+			}
+		}
+		sort.Slice(doms, func(i, j int) bool { return doms[i].Name() < doms[j].Name() })
+		for _, n := range missing {
+			env.warnf(prog, "%s: non-existent!", n)
+		}
+		var statuses []string
+		if o.running {
+			statuses = append(statuses, "running")
+		}
+		if o.paused {
+			statuses = append(statuses, "paused")
+		}
+		if o.template {
+			statuses = append(statuses, "template")
+		}
+		if o.networked {
+			statuses = append(statuses, "networked")
+		}
+		match := func(d *core.Domain) bool {
+			ps := powerState(app, d)
+			if o.running && ps != "Running" {
+				return false
+			}
+			if o.paused && ps != "Paused" {
+				return false
+			}
+			if o.template && d.Class != "TemplateVM" {
+				return false
+			}
+			if o.networked {
+				pn, _ := app.Get(d, "provides_network")
+				nv, err := app.Get(d, "netvm")
+				if !pn.Bool() && (err != nil || nv.None) {
+					return false
+				}
+			}
+			return true
+		}
+		if len(statuses) == 0 {
+			for _, d := range doms {
+				env.infof(prog, "%s: exists", d.Name())
+			}
+			if len(missing) > 0 {
+				return &ExitError{Code: 1}
+			}
+			return nil
+		}
+		var matched []*core.Domain
+		for _, d := range doms {
+			if match(d) {
+				matched = append(matched, d)
+			}
+		}
+		for _, d := range matched {
+			env.infof(prog, "%s: %s", d.Name(), strings.Join(statuses, ", "))
+		}
+		switch {
+		case len(missing) > 0:
+			return &ExitError{Code: 1}
+		case len(matched) == 0:
+			env.infof(prog, "None of qubes: %s", strings.Join(statuses, ", "))
+			return &ExitError{Code: 1}
+		case len(matched) < len(doms):
+			return &ExitError{Code: 3}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,167 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/qvm-dev/qvm/core"
+)
+
+type createOptions struct {
+	class       string
+	standalone  bool
+	disp        bool
+	props       []string
+	template    string
+	label       string
+	pool        string
+	pools       []string
+	helpClasses bool
+}
+
+func newCreateCmd(env *Env) *cobra.Command {
+	var o createOptions
+	cmd := &cobra.Command{
+		Use:   "create [flags] -l LABEL VMNAME",
+		Short: "Create a new qube",
+		Long: `Creates a qube of the given class (default AppVM) with a label. Extra
+properties are set after creation with --prop NAME=VALUE; if one fails the
+qube stays created and the exit code is 2.`,
+		RunE:              func(cmd *cobra.Command, args []string) error { return runCreate(cmd.Context(), env, o, args) },
+		ValidArgsFunction: cobra.NoFileCompletions,
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.class, "class", "C", "AppVM", "class of the new qube")
+	f.BoolVar(&o.standalone, "standalone", false, "create a StandaloneVM")
+	f.BoolVar(&o.disp, "disp", false, "create a DispVM (label defaults to red)")
+	f.StringArrayVar(&o.props, "prop", nil, "set a property after creation, NAME=VALUE (repeatable)")
+	f.StringArrayVar(&o.props, "property", nil, "same as --prop")
+	f.StringVarP(&o.template, "template", "t", "", "template of the new qube")
+	f.StringVarP(&o.label, "label", "l", "", "label of the new qube (mandatory)")
+	f.StringVarP(&o.pool, "pool-all", "P", "", "pool for all volumes")
+	f.StringArrayVarP(&o.pools, "pool", "p", nil, "pool of one volume, VOLUME=POOL (repeatable)")
+	f.BoolVar(&o.helpClasses, "help-classes", false, "list the classes and exit")
+	cmd.MarkFlagsMutuallyExclusive("pool-all", "pool")
+	_ = cmd.RegisterFlagCompletionFunc("class", completeClasses)
+	_ = cmd.RegisterFlagCompletionFunc("label", completeLabels(env))
+	_ = cmd.RegisterFlagCompletionFunc("template", completeVMs(env, func(d *core.Domain) bool {
+		return d.Class == "TemplateVM" || d.Class == "AppVM"
+	}))
+	_ = cmd.RegisterFlagCompletionFunc("pool-all", completePools(env))
+	return cmd
+}
+
+// parsePools reads -p VOLUME=POOL options.
+func parsePools(list []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, p := range list {
+		vol, pool, ok := strings.Cut(p, "=")
+		if !ok || vol == "" || pool == "" {
+			return nil, usagef("Pool argument must be of form: -p volume_name=pool_name")
+		}
+		out[vol] = pool
+	}
+	return out, nil
+}
+
+func runCreate(ctx context.Context, env *Env, o createOptions, args []string) error {
+	if o.helpClasses {
+		for _, c := range core.CreatableClasses() {
+			fmt.Fprintln(env.IO.Out, c)
+		}
+		return nil
+	}
+	class := o.class
+	switch {
+	case o.standalone:
+		class = "StandaloneVM"
+	case o.disp:
+		class = "DispVM"
+		if o.label == "" {
+			o.label = "red"
+		}
+	}
+	if len(args) > 1 {
+		return usagef("unrecognized arguments: %s", strings.Join(args[1:], " "))
+	}
+	if o.label == "" {
+		return usagef("--label option is mandatory")
+	}
+	if len(args) == 0 && class != "DispVM" {
+		return usagef("VMNAME is mandatory")
+	}
+	pools, err := parsePools(o.pools)
+	if err != nil {
+		return err
+	}
+	type kv struct{ k, v string }
+	var props []kv
+	for _, p := range o.props {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok {
+			return usagef("Invalid property token: '%s'", p)
+		}
+		props = append(props, kv{strings.ReplaceAll(k, "-", "_"), v})
+	}
+	name := ""
+	if len(args) == 1 {
+		name = args[0]
+	}
+	prog := env.progFor("qvm create")
+	var propErr error
+	err = env.update(ctx, func(app *core.App) error {
+		if !contains(core.CreatableClasses(), class) {
+			return usagef("no such domain class: '%s'", class)
+		}
+		if _, err := app.Label(o.label); err != nil {
+			var names []string
+			for _, l := range app.Labels {
+				names = append(names, l.Name)
+			}
+			return usagef("no such label: '%s'; available: %s", o.label, strings.Join(names, ", "))
+		}
+		d, err := app.Create(core.CreateOpts{Class: class, Name: name, Label: o.label, Template: o.template,
+			Volumes: core.VolumeOpts{Pool: o.pool, Pools: pools}})
+		if err != nil {
+			var ue *UsageError
+			if errors.As(err, &ue) {
+				return err
+			}
+			return &ExitError{Code: 1, Msg: fmt.Sprintf("%s: Error creating VM: %s", prog, err), Raw: true}
+		}
+		for _, p := range props {
+			var perr error
+			if isVMRef(d, p.k) && isNoneWord(p.v) {
+				perr = app.SetNone(d, p.k)
+			} else {
+				perr = app.Set(d, p.k, p.v)
+			}
+			if perr != nil {
+				// The reference keeps the qube and reports exit code 2.
+				propErr = &ExitError{Code: 2, Msg: fmt.Sprintf("%s: Error setting property %s (but VM created): %s", prog, p.k, perr), Raw: true}
+				break
+			}
+		}
+		if name == "" {
+			fmt.Fprintln(env.IO.Out, d.Name())
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return propErr
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

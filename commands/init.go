@@ -1,0 +1,83 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/qvm-dev/qvm/core"
+)
+
+type initOptions struct {
+	reflink string // auto, yes, no
+}
+
+func newInitCmd(env *Env) *cobra.Command {
+	var o initOptions
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create a fresh qubes.xml and state directory",
+		Long: `Creates the state directory with the initial state of a fresh Qubes
+install: the eight standard labels, dom0, the varlibqubes pool (file-reflink
+when the filesystem supports reflinks, else file) and the linux-kernel pool.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runInit(cmd.Context(), env, o) },
+	}
+	cmd.Flags().StringVar(&o.reflink, "reflink", "auto", "varlibqubes driver: auto (probe), yes (file-reflink), no (file)")
+	return cmd
+}
+
+func runInit(ctx context.Context, env *Env, o initOptions) error {
+	dir := env.StateDir()
+	for _, sub := range []string{"", "appvms", "vm-templates", "vm-kernels"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", filepath.Join(dir, sub), err)
+		}
+	}
+	var reflink bool
+	switch o.reflink {
+	case "auto":
+		reflink = probeReflink(dir)
+	case "yes":
+		reflink = true
+	case "no":
+	default:
+		return usagef("--reflink must be auto, yes or no, not %q", o.reflink)
+	}
+	st, err := env.Store()
+	if err != nil {
+		return err
+	}
+	app := core.NewInitial(dir, st.Host, reflink)
+	if err := st.Create(ctx, app); err != nil {
+		return err
+	}
+	driver := app.Pool("varlibqubes").Driver
+	fmt.Fprintf(env.IO.Out, "Initialized Qubes state in %s (pool varlibqubes: %s)\n", dir, driver)
+	return nil
+}
+
+// probeReflink tries FICLONE between two temp files in dir, as the
+// reference does before choosing the file-reflink driver.
+func probeReflink(dir string) bool {
+	src, err := os.CreateTemp(dir, ".reflink-probe-")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(src.Name())
+	defer src.Close()
+	if _, err := src.Write([]byte("foo")); err != nil {
+		return false
+	}
+	dst, err := os.CreateTemp(dir, ".reflink-probe-")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(dst.Name())
+	defer dst.Close()
+	return unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())) == nil
+}
