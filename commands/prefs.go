@@ -163,6 +163,10 @@ type propRow struct {
 func listProps(env *Env, app *core.App, d *core.Domain, o prefsOptions) error {
 	var rows []propRow
 	width := 0
+	// Names are padded to the longest of all properties, shown or not.
+	for _, p := range core.Props(d) {
+		width = max(width, len(p.Name))
+	}
 	for _, p := range core.Props(d) {
 		isDef := app.IsDefault(d, p.Name) || p.Stateless || p.ReadOnly
 		if o.hideDefault && isDef {
@@ -176,7 +180,6 @@ func listProps(env *Env, app *core.App, d *core.Domain, o prefsOptions) error {
 			r.Value = &s
 		}
 		rows = append(rows, r)
-		width = max(width, len(p.Name))
 	}
 	if o.format == "json" {
 		return writeJSON(env.IO.Out, rows)

@@ -14,9 +14,6 @@ var protectedFeatures = map[string]bool{
 
 // SetFeature sets a feature with the Admin API's rules and side effects.
 func (a *App) SetFeature(d *Domain, name, value string) error {
-	if !reFeatureName.MatchString(name) {
-		return valueErrorf("Invalid feature name: '%s'", name)
-	}
 	for i := 0; i < len(value); i++ {
 		if value[i] < 0x20 || value[i] > 0x7e {
 			return valueErrorf("Invalid feature value for '%s': only printable ASCII is allowed", name)
@@ -25,10 +22,16 @@ func (a *App) SetFeature(d *Domain, name, value string) error {
 	if protectedFeatures[name] {
 		return valueErrorf("Feature '%s' cannot be set directly", name)
 	}
-	if svc, ok := strings.CutPrefix(name, "service."); ok {
+	svc, isService := strings.CutPrefix(name, "service.")
+	if isService {
 		if err := checkServiceName(svc); err != nil {
 			return err
 		}
+	}
+	if !reFeatureName.MatchString(name) {
+		return valueErrorf("Invalid feature name: '%s'", name)
+	}
+	if isService {
 		if svc == "meminfo-writer" && d.IsQubesVM() {
 			// Legacy switch: it becomes maxmem (on: default, off: 0).
 			if value != "" {

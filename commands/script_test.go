@@ -1,0 +1,58 @@
+package commands
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// TestMain lets the test binary act as qvm and as its qvm-* aliases, so the
+// scripts run the real command line in a child process.
+func TestMain(m *testing.M) {
+	cmds := map[string]func() int{
+		"qvm": func() int { return Main(os.Args, StdIO()) },
+	}
+	for _, a := range AliasNames() {
+		cmds[a] = func() int { return Main(os.Args, StdIO()) }
+	}
+	os.Exit(testscript.RunMain(m, cmds))
+}
+
+// TestScript runs commands/testdata/script/*.txtar: what a user sees
+// (stdout, stderr, exit codes, files).
+func TestScript(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("QVM_STATE_DIR", e.WorkDir+"/state")
+			e.Setenv("QVM_CONFIG", e.WorkDir+"/qvm.yaml")
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// exitcode N prog args...: run prog and require exit code N
+			// (stdout and stderr are kept for the next checks).
+			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) < 2 || neg {
+					ts.Fatalf("usage: exitcode N prog [args...]")
+				}
+				want, err := strconv.Atoi(args[0])
+				ts.Check(err)
+				got := 0
+				if err := ts.Exec(args[1], args[2:]...); err != nil {
+					var ee *exec.ExitError
+					if !errors.As(err, &ee) {
+						ts.Fatalf("%v", err)
+					}
+					got = ee.ExitCode()
+				}
+				if got != want {
+					ts.Fatalf("exit code %d, want %d", got, want)
+				}
+			},
+		},
+	})
+}
