@@ -12,9 +12,6 @@ FISHDIR   := $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 TESTFLAGS ?=
 GOTEST    := $(GO) test -count=1 $(TESTFLAGS)
 
-# argv0 names that behave as `qvm <verb>` (see commands/aliases.go).
-ALIASES := $(shell cat commands/aliases.txt 2>/dev/null)
-
 .PHONY: all deps build docs test vet bench demo install clean
 
 all: build
@@ -41,6 +38,7 @@ test: build vet
 
 bench: build
 	$(GO) run ./internal/benchrun -out BENCHMARKS.md
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/stategen/
 
 demo: build
 	./scripts/demo.sh
@@ -48,10 +46,10 @@ demo: build
 install: build
 	install -d $(BINDIR) $(MANDIR) $(BASHDIR) $(ZSHDIR) $(FISHDIR)
 	install -m 0755 bin/qvm bin/qmemmand $(BINDIR)/
-	for a in $(ALIASES); do ln -sf qvm $(BINDIR)/$$a; done
+	for a in $$(./bin/qvm gen-docs --list-aliases); do ln -sf qvm $(BINDIR)/$$a; done
 	install -m 0644 man/*.1 $(MANDIR)/
 	install -m 0644 completions/qvm.bash $(BASHDIR)/qvm
-	for a in $(ALIASES); do ln -sf qvm $(BASHDIR)/$$a; done
+	for a in $$(./bin/qvm gen-docs --list-aliases); do ln -sf qvm $(BASHDIR)/$$a; done
 	install -m 0644 completions/_qvm $(ZSHDIR)/_qvm
 	install -m 0644 completions/qvm.fish $(FISHDIR)/qvm.fish
 

@@ -39,7 +39,12 @@ func MainContext(ctx context.Context, argv []string, io IO, now func() time.Time
 	base := filepath.Base(argv[0])
 	if verb, ok := aliasVerb(base); ok {
 		env.Prog = base
-		args = append(verb, args...)
+		// Shell completion calls "<alias> __complete ARGS": the verb goes after it.
+		if len(args) > 0 && strings.HasPrefix(args[0], "__complete") {
+			args = append(append([]string{args[0]}, verb...), args[1:]...)
+		} else {
+			args = append(verb, args...)
+		}
 	}
 	root := newRootCmd(env)
 	root.SetArgs(args)

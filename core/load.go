@@ -21,6 +21,9 @@ func NewApp(stateDir string, host Host) *App {
 type loader struct {
 	a    *App
 	path string
+	// seen indexes qids and uuids for the duplicate checks.
+	qids  map[int]*Domain
+	uuids map[string]*Domain
 }
 
 func (l *loader) errAt(e *xmltree.Element, format string, args ...any) error {
@@ -45,7 +48,7 @@ func Parse(data []byte, path, stateDir string, host Host) (*App, error) {
 		return nil, &LoadError{Path: path, Msg: err.Error()}
 	}
 	a := NewApp(stateDir, host)
-	l := &loader{a: a, path: path}
+	l := &loader{a: a, path: path, qids: map[int]*Domain{}, uuids: map[string]*Domain{}}
 	if err := l.load(root); err != nil {
 		return nil, err
 	}
@@ -246,17 +249,19 @@ func (l *loader) domainStage2(e *xmltree.Element) (*pending, error) {
 			return nil, l.errAt(e, "domain %s has no qid property", d.Name())
 		}
 	}
-	for _, o := range a.domains {
-		if o.QID() == d.QID() {
-			return nil, l.errAt(e, "duplicate qid %d (also used by %s at line %d)", d.QID(), o.Name(), o.line)
-		}
-		if o.Name() == d.Name() {
-			return nil, l.errAt(e, "duplicate name %s (also at line %d)", d.Name(), o.line)
-		}
-		if u := d.props["uuid"].S; u != "" && o.UUID() == u {
+	if o := l.qids[d.QID()]; o != nil {
+		return nil, l.errAt(e, "duplicate qid %d (also used by %s at line %d)", d.QID(), o.Name(), o.line)
+	}
+	if o := a.byName[d.Name()]; o != nil {
+		return nil, l.errAt(e, "duplicate name %s (also at line %d)", d.Name(), o.line)
+	}
+	if u := d.props["uuid"].S; u != "" {
+		if o := l.uuids[u]; o != nil {
 			return nil, l.errAt(e, "duplicate uuid %s (also used by %s at line %d)", u, o.Name(), o.line)
 		}
+		l.uuids[u] = d
 	}
+	l.qids[d.QID()] = d
 	if class == "AdminVM" && a.Dom0() != nil {
 		return nil, l.errAt(e, "more than one AdminVM")
 	}

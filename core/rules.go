@@ -19,32 +19,20 @@ func (a *App) connectedVMs(n *Domain) []*Domain {
 // ConnectedVMs is connectedVMs for callers outside core (ls --tree).
 func (a *App) ConnectedVMs(n *Domain) []*Domain { return a.connectedVMs(n) }
 
-// reaches reports whether target is in the transitive closure of qubes
-// that use n for network (n itself excluded).
+// reaches reports whether target is among the qubes that get network
+// through n (directly or further down). That is the case exactly when n is
+// on target's netvm chain, so it walks that chain instead of building the
+// whole closure.
 func (a *App) reaches(n, target *Domain) bool {
-	seen := map[*Domain]bool{n: true}
-	queue := []*Domain{n}
-	// Build the reverse index once: netvm -> clients.
-	clients := map[*Domain][]*Domain{}
-	for _, d := range a.domains {
-		if d.IsQubesVM() {
-			if nv := a.netvmOf(d); nv != nil {
-				clients[nv] = append(clients[nv], d)
-			}
+	steps := 0
+	for x := a.netvmOf(target); x != nil && steps <= len(a.domains); x = a.netvmOf(x) {
+		if x == n {
+			return true
 		}
-	}
-	for len(queue) > 0 {
-		x := queue[0]
-		queue = queue[1:]
-		for _, c := range clients[x] {
-			if c == target {
-				return true
-			}
-			if !seen[c] {
-				seen[c] = true
-				queue = append(queue, c)
-			}
+		if x == target {
+			return false // a loop not through n
 		}
+		steps++
 	}
 	return false
 }

@@ -91,21 +91,21 @@ func (s *Store) lock(ctx context.Context, exclusive bool) (*flock.Flock, error) 
 	return fl, nil
 }
 
-func (s *Store) load() (*core.App, error) {
+func (s *Store) load() (*core.App, []byte, error) {
 	path := s.XMLPath()
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, &MissingError{Path: path}
+		return nil, nil, &MissingError{Path: path}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	app, err := core.Parse(data, path, s.Dir, s.Host)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	app.Log = s.Log
-	return app, nil
+	return app, data, nil
 }
 
 // View loads the state under a shared lock and calls fn.
@@ -115,7 +115,7 @@ func (s *Store) View(ctx context.Context, fn func(*core.App) error) error {
 		return err
 	}
 	defer fl.Unlock()
-	app, err := s.load()
+	app, _, err := s.load()
 	if err != nil {
 		return err
 	}
@@ -130,17 +130,16 @@ func (s *Store) Update(ctx context.Context, fn func(*core.App) error) error {
 		return err
 	}
 	defer fl.Unlock()
-	app, err := s.load()
+	app, raw, err := s.load()
 	if err != nil {
 		return err
 	}
-	before := app.Marshal()
 	if err := fn(app); err != nil {
 		return err
 	}
 	after := app.Marshal()
-	if string(before) == string(after) {
-		return nil
+	if string(raw) == string(after) {
+		return nil // nothing to write: the file already says this
 	}
 	return s.write(after)
 }

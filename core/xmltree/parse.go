@@ -1,7 +1,6 @@
 package xmltree
 
 import (
-	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -19,8 +18,10 @@ func (e *SyntaxError) Error() string { return fmt.Sprintf("line %d: %s", e.Line,
 // maxDepth bounds nesting; qubes.xml is 6 levels deep.
 const maxDepth = 64
 
+// The parser works on a string so names, values and texts are substrings
+// of the input: no copy per token.
 type parser struct {
-	s    []byte
+	s    string
 	i    int
 	line int
 }
@@ -30,8 +31,7 @@ func Parse(data []byte) (*Element, error) {
 	if !utf8.Valid(data) {
 		return nil, &SyntaxError{1, "not valid UTF-8"}
 	}
-	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
-	p := &parser{s: data, line: 1}
+	p := &parser{s: strings.TrimPrefix(string(data), "\xef\xbb\xbf"), line: 1}
 	var root *Element
 	for {
 		p.skipSpace()
@@ -74,18 +74,18 @@ func (p *parser) errf(format string, args ...any) error {
 }
 
 func (p *parser) has(prefix string) bool {
-	return bytes.HasPrefix(p.s[p.i:], []byte(prefix))
+	return strings.HasPrefix(p.s[p.i:], prefix)
 }
 
 func (p *parser) advance(n int) {
-	p.line += bytes.Count(p.s[p.i:p.i+n], []byte{'\n'})
+	p.line += strings.Count(p.s[p.i:p.i+n], "\n")
 	p.i += n
 }
 
 func (p *parser) skipPast(end string) error {
-	k := bytes.Index(p.s[p.i:], []byte(end))
+	k := strings.Index(p.s[p.i:], end)
 	if k < 0 {
-		return p.errf("unterminated %q", string(p.s[p.i:min(p.i+4, len(p.s))]))
+		return p.errf("unterminated %q", p.s[p.i:min(p.i+4, len(p.s))])
 	}
 	p.advance(k + len(end))
 	return nil
@@ -123,7 +123,7 @@ func (p *parser) name() (string, error) {
 	if p.i == start {
 		return "", p.errf("expected a name")
 	}
-	return string(p.s[start:p.i]), nil
+	return p.s[start:p.i], nil
 }
 
 // element parses from '<' to the matching end tag.
@@ -131,7 +131,7 @@ func (p *parser) element(depth int) (*Element, error) {
 	if depth > maxDepth {
 		return nil, p.errf("elements nested deeper than %d", maxDepth)
 	}
-	e := &Element{Line: p.line}
+	e := &Element{Line: p.line, Attrs: make([]Attr, 0, 4)}
 	p.i++ // '<'
 	name, err := p.name()
 	if err != nil {
@@ -165,12 +165,12 @@ func (p *parser) element(depth int) (*Element, error) {
 			return nil, p.errf("attribute %s of <%s> is not quoted", an, name)
 		}
 		q := p.s[p.i]
-		k := bytes.IndexByte(p.s[p.i+1:], q)
+		k := strings.IndexByte(p.s[p.i+1:], q)
 		if k < 0 {
 			return nil, p.errf("unterminated value of attribute %s", an)
 		}
 		raw := p.s[p.i+1 : p.i+1+k]
-		if bytes.IndexByte(raw, '<') >= 0 {
+		if strings.IndexByte(raw, '<') >= 0 {
 			return nil, p.errf("'<' in value of attribute %s", an)
 		}
 		val, err := p.decode(raw, true)
@@ -183,9 +183,24 @@ func (p *parser) element(depth int) (*Element, error) {
 		}
 		e.Attrs = append(e.Attrs, Attr{an, val})
 	}
+	// Text is usually one chunk; a builder is used only for mixed content.
 	var text strings.Builder
+	var first string
+	chunks := 0
+	addText := func(t string) {
+		switch chunks {
+		case 0:
+			first = t
+		case 1:
+			text.WriteString(first)
+			text.WriteString(t)
+		default:
+			text.WriteString(t)
+		}
+		chunks++
+	}
 	for {
-		k := bytes.IndexByte(p.s[p.i:], '<')
+		k := strings.IndexByte(p.s[p.i:], '<')
 		if k < 0 {
 			return nil, p.errf("unexpected end of file: <%s> (line %d) is not closed", name, e.Line)
 		}
@@ -194,7 +209,7 @@ func (p *parser) element(depth int) (*Element, error) {
 			if err != nil {
 				return nil, err
 			}
-			text.WriteString(t)
+			addText(t)
 			p.advance(k)
 		}
 		switch {
@@ -212,7 +227,11 @@ func (p *parser) element(depth int) (*Element, error) {
 				return nil, p.errf("malformed end tag </%s>", end)
 			}
 			p.i++
-			e.Text = text.String()
+			if chunks == 1 {
+				e.Text = first
+			} else {
+				e.Text = text.String()
+			}
 			e.Open = len(e.Children) == 0
 			if len(e.Children) > 0 && strings.TrimSpace(e.Text) == "" {
 				e.Text = ""
@@ -223,11 +242,11 @@ func (p *parser) element(depth int) (*Element, error) {
 				return nil, err
 			}
 		case p.has("<![CDATA["):
-			k := bytes.Index(p.s[p.i:], []byte("]]>"))
+			k := strings.Index(p.s[p.i:], "]]>")
 			if k < 0 {
 				return nil, p.errf("unterminated CDATA section")
 			}
-			text.Write(p.s[p.i+9 : p.i+k])
+			addText(p.s[p.i+9 : p.i+k])
 			p.advance(k + 3)
 		case p.has("<?"):
 			if err := p.skipPast("?>"); err != nil {
@@ -247,9 +266,9 @@ func (p *parser) element(depth int) (*Element, error) {
 
 // decode resolves the five predefined entities and character references; in
 // attributes, literal whitespace becomes a space as the XML spec requires.
-func (p *parser) decode(raw []byte, attr bool) (string, error) {
-	if bytes.IndexByte(raw, '&') < 0 && (!attr || bytes.IndexAny(raw, "\t\n\r") < 0) {
-		return string(raw), nil
+func (p *parser) decode(raw string, attr bool) (string, error) {
+	if strings.IndexByte(raw, '&') < 0 && (!attr || strings.IndexAny(raw, "\t\n\r") < 0) {
+		return raw, nil
 	}
 	var b strings.Builder
 	for i := 0; i < len(raw); i++ {
@@ -262,11 +281,11 @@ func (p *parser) decode(raw []byte, attr bool) (string, error) {
 			b.WriteByte(c)
 			continue
 		}
-		k := bytes.IndexByte(raw[i:], ';')
+		k := strings.IndexByte(raw[i:], ';')
 		if k < 0 || k > 12 {
-			return "", p.errf("bad entity reference near %q", string(raw[i:min(i+12, len(raw))]))
+			return "", p.errf("bad entity reference near %q", raw[i:min(i+12, len(raw))])
 		}
-		ent := string(raw[i+1 : i+k])
+		ent := raw[i+1 : i+k]
 		switch ent {
 		case "amp":
 			b.WriteByte('&')

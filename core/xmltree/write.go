@@ -7,7 +7,7 @@ import "strings"
 // trailing newline.
 func Marshal(root *Element) []byte {
 	var b strings.Builder
-	b.Grow(4096)
+	b.Grow(sizeHint(root, 0))
 	write(&b, root, 0)
 	return []byte(b.String())
 }
@@ -80,4 +80,16 @@ func escape(b *strings.Builder, s string, attr bool) {
 		}
 	}
 	b.WriteString(s[start:])
+}
+
+// sizeHint estimates the output size so the buffer grows once.
+func sizeHint(e *Element, depth int) int {
+	n := 2*depth + 2*len(e.Name) + len(e.Text) + 8
+	for _, a := range e.Attrs {
+		n += len(a.Name) + len(a.Value) + 4
+	}
+	for _, c := range e.Children {
+		n += sizeHint(c, depth+1)
+	}
+	return n + n/16
 }
