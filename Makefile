@@ -29,8 +29,14 @@ build: deps
 docs:
 	./bin/qvm gen-docs --man man --completions completions
 
-vet:
+STATICCHECK := bin/tools/staticcheck
+
+$(STATICCHECK):
+	GOBIN=$(CURDIR)/bin/tools $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.6.1
+
+vet: $(STATICCHECK)
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 
 test: build vet

@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -50,7 +51,7 @@ func runClone(ctx context.Context, env *Env, o cloneOptions, src, dst string) er
 		if err != nil {
 			return err
 		}
-		if o.class != "" && !contains(core.CreatableClasses(), o.class) {
+		if o.class != "" && !slices.Contains(core.CreatableClasses(), o.class) {
 			return usagef("no such domain class: '%s'", o.class)
 		}
 		if _, err := app.Clone(s, dst, core.CloneOpts{Class: o.class, Volumes: core.VolumeOpts{Pool: o.pool, Pools: pools}}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -114,7 +115,7 @@ func runCreate(ctx context.Context, env *Env, o createOptions, args []string) er
 	prog := env.progFor("qvm create")
 	var propErr error
 	err = env.update(ctx, func(app *core.App) error {
-		if !contains(core.CreatableClasses(), class) {
+		if !slices.Contains(core.CreatableClasses(), class) {
 			return usagef("no such domain class: '%s'", class)
 		}
 		if _, err := app.Label(o.label); err != nil {
@@ -155,13 +156,4 @@ func runCreate(ctx context.Context, env *Env, o createOptions, args []string) er
 		return err
 	}
 	return propErr
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

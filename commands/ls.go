@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -329,12 +330,12 @@ func parseKV(opt string, list []string) ([]kvFilter, error) {
 func yes(s string) bool { return s == "y" || s == "yes" }
 
 func (o *lsOptions) keep(app *core.App, d *core.Domain, features, prefs []kvFilter) bool {
-	if len(o.classes) > 0 && !contains(o.classes, d.Class) {
+	if len(o.classes) > 0 && !slices.Contains(o.classes, d.Class) {
 		return false
 	}
 	if len(o.labels) > 0 {
 		l, _ := app.Get(d, "label")
-		if !contains(o.labels, l.S) {
+		if !slices.Contains(o.labels, l.S) {
 			return false
 		}
 	}
@@ -364,13 +365,13 @@ func (o *lsOptions) keep(app *core.App, d *core.Domain, features, prefs []kvFilt
 			v, _ := app.Get(d, "template")
 			t = v.S
 		}
-		if !contains(o.templateSource, t) {
+		if !slices.Contains(o.templateSource, t) {
 			return false
 		}
 	}
 	if len(o.netvmIs) > 0 {
 		v, err := app.Get(d, "netvm")
-		if err != nil || v.None || !contains(o.netvmIs, v.S) {
+		if err != nil || v.None || !slices.Contains(o.netvmIs, v.S) {
 			return false
 		}
 	}

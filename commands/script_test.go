@@ -17,13 +17,13 @@ func TestMain(m *testing.M) {
 	if os.Getenv("QVM_TEST_AS_QVM") == "1" {
 		os.Exit(Main(append([]string{"qvm"}, os.Args[1:]...), StdIO()))
 	}
-	cmds := map[string]func() int{
-		"qvm": func() int { return Main(os.Args, StdIO()) },
+	cmds := map[string]func(){
+		"qvm": func() { os.Exit(Main(os.Args, StdIO())) },
 	}
 	for _, a := range AliasNames() {
-		cmds[a] = func() int { return Main(os.Args, StdIO()) }
+		cmds[a] = func() { os.Exit(Main(os.Args, StdIO())) }
 	}
-	os.Exit(testscript.RunMain(m, cmds))
+	testscript.Main(m, cmds)
 }
 
 // TestScript runs commands/testdata/script/*.txtar: what a user sees

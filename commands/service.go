@@ -98,7 +98,7 @@ func runService(ctx context.Context, env *Env, o serviceOptions, args []string) 
 	case !o.unset:
 		b, err := core.ParseBool(args[2])
 		if err != nil {
-			return fmt.Errorf("Invalid literal for boolean value: '%s'", args[2])
+			return &core.ValueError{Msg: fmt.Sprintf("Invalid literal for boolean value: '%s'", args[2])}
 		}
 		if b {
 			value = "1"

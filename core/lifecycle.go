@@ -3,6 +3,7 @@ package core
 import (
 	"crypto/rand"
 	"math/big"
+	"slices"
 	"strings"
 
 	"github.com/google/uuid"
@@ -66,7 +67,7 @@ func CreatableClasses() []string {
 // Create adds a new qube with the reference's rules (name, qid, uuid,
 // template, dispid, volume config, automatic tags and features).
 func (a *App) Create(o CreateOpts) (*Domain, error) {
-	if !contains(CreatableClasses(), o.Class) {
+	if !slices.Contains(CreatableClasses(), o.Class) {
 		return nil, valueErrorf("no such domain class: '%s'", o.Class)
 	}
 	d := newDomain(o.Class)

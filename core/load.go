@@ -2,6 +2,7 @@ package core
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -501,7 +502,7 @@ func (l *loader) volumes(d *Domain, ve *xmltree.Element) error {
 	}
 	names := append([]string(nil), standardVolumes...)
 	for _, n := range order {
-		if classVolume(d.Class, n) != nil && !contains(standardVolumes, n) {
+		if classVolume(d.Class, n) != nil && !slices.Contains(standardVolumes, n) {
 			names = append(names, n)
 		}
 	}
@@ -574,15 +575,6 @@ func (l *loader) volumes(d *Domain, ve *xmltree.Element) error {
 		d.Volumes = append(d.Volumes, v)
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // domainLoaded runs the reference's domain-load handlers.

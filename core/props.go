@@ -68,20 +68,6 @@ func (t *propTable) add(p *Prop) {
 	t.byName[p.Name] = p
 }
 
-func (t *propTable) without(names ...string) *propTable {
-	n := newTable()
-	skip := map[string]bool{}
-	for _, s := range names {
-		skip[s] = true
-	}
-	for _, p := range t.list {
-		if !skip[p.Name] {
-			n.add(p)
-		}
-	}
-	return n
-}
-
 func (t *propTable) with(props ...*Prop) *propTable {
 	n := newTable(t.list...)
 	for _, p := range props {
@@ -125,8 +111,7 @@ func (a *App) template(d *Domain) *Domain {
 	if err != nil || v.None {
 		return nil
 	}
-	t, _ := a.byName[v.S]
-	return t
+	return a.byName[v.S]
 }
 
 // fromTemplate: the template's value of the same property, else fallback.
@@ -153,13 +138,12 @@ func positive(name string) func(*App, *Domain, Value) (Value, error) {
 }
 
 var (
-	reMAC         = regexp.MustCompile(`^([0-9a-f]{2}:){5}[0-9a-f]{2}$`)
-	reUser        = regexp.MustCompile(`^[A-Za-z0-9_+,.-]*$`)
-	reDenied      = regexp.MustCompile(`^([bump*][0-9a-f*]{6})*$`)
-	reKbdLayout   = regexp.MustCompile(`^[a-zA-Z]+$`)
-	reKbdVariant  = regexp.MustCompile(`^[a-zA-Z0-9-_]*$`)
-	reKbdOptions  = regexp.MustCompile(`^[a-zA-Z0-9-_:,]*$`)
-	reRevisionSfx = regexp.MustCompile(`^[A-Za-z0-9:_.-]+$`)
+	reMAC        = regexp.MustCompile(`^([0-9a-f]{2}:){5}[0-9a-f]{2}$`)
+	reUser       = regexp.MustCompile(`^[A-Za-z0-9_+,.-]*$`)
+	reDenied     = regexp.MustCompile(`^([bump*][0-9a-f*]{6})*$`)
+	reKbdLayout  = regexp.MustCompile(`^[a-zA-Z]+$`)
+	reKbdVariant = regexp.MustCompile(`^[a-zA-Z0-9-_]*$`)
+	reKbdOptions = regexp.MustCompile(`^[a-zA-Z0-9-_:,]*$`)
 )
 
 // kernelDir is where kernel VERSION lives: the linux-kernel pool's dir.

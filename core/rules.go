@@ -186,7 +186,7 @@ func afterTemplate(a *App, d *Domain, _ Value, _ bool) error {
 	a.refreshSources(d)
 	for _, o := range a.domains {
 		if o.Class == "DispVM" {
-			if t, _ := o.props["template"]; t.S == d.Name() {
+			if t := o.props["template"]; t.S == d.Name() {
 				a.refreshSources(o)
 			}
 		}

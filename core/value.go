@@ -1,7 +1,6 @@
 package core
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 )
@@ -82,8 +81,4 @@ func isPrintableASCII(s string) bool {
 		}
 	}
 	return true
-}
-
-func quoteList(items []string) string {
-	return fmt.Sprintf("%s", strings.Join(items, ", "))
 }

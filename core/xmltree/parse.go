@@ -267,7 +267,7 @@ func (p *parser) element(depth int) (*Element, error) {
 // decode resolves the five predefined entities and character references; in
 // attributes, literal whitespace becomes a space as the XML spec requires.
 func (p *parser) decode(raw string, attr bool) (string, error) {
-	if strings.IndexByte(raw, '&') < 0 && (!attr || strings.IndexAny(raw, "\t\n\r") < 0) {
+	if strings.IndexByte(raw, '&') < 0 && (!attr || !strings.ContainsAny(raw, "\t\n\r")) {
 		return raw, nil
 	}
 	var b strings.Builder
