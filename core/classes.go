@@ -357,11 +357,26 @@ func defaultIP6(a *App, d *Domain) (Value, error) {
 }
 
 func defaultKeyboardLayout(a *App, d *Domain) (Value, error) {
-	g, err := a.Get(d, "guivm")
-	if err == nil && !g.None {
-		if gd := a.byName[g.S]; gd != nil && gd != d {
-			return a.Get(gd, "keyboard_layout")
+	// Follow guivm while it has no layout of its own; guivm chains can
+	// loop (A shows B's GUI and B A's), so stop at a qube seen before.
+	seen := map[*Domain]bool{d: true}
+	for x := d; ; {
+		g, err := a.Get(x, "guivm")
+		if err != nil || g.None {
+			break
 		}
+		gd := a.byName[g.S]
+		if gd == nil || seen[gd] {
+			break
+		}
+		if v, ok := gd.props["keyboard_layout"]; ok {
+			return v, nil
+		}
+		if gd.Class == "AdminVM" {
+			break
+		}
+		seen[gd] = true
+		x = gd
 	}
 	return str("us++"), nil
 }

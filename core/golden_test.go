@@ -94,3 +94,57 @@ func TestBrokenFiles(t *testing.T) {
 		}
 	}
 }
+
+// A netvm that does not provide network is accepted on load (the reference
+// checks that only when a user sets it), and kept as it is.
+func TestLoadKeepsNetvmWithoutProvidesNetwork(t *testing.T) {
+	fixed, _ := os.ReadFile("testdata/v4-qubes-fixed.xml")
+	doc := strings.Replace(string(fixed), `<property name="netvm">sys-firewall</property>
+        <property name="template">fedora-25</property>`, `<property name="netvm">untrusted</property>
+        <property name="template">fedora-25</property>`, 1)
+	if doc == string(fixed) {
+		t.Fatal("replacement did not apply")
+	}
+	a, err := Parse([]byte(doc), "q", "/var/lib/qubes", testHost())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := a.Domain("personal")
+	if v, _ := a.Get(p, "netvm"); v.S != "untrusted" {
+		t.Fatalf("netvm %v", v)
+	}
+	if err := a.Set(p, "netvm", "untrusted"); err == nil || err.Error() != "The untrusted qube does not provide network" {
+		t.Fatalf("a user set is still checked: %v", err)
+	}
+}
+
+// FuzzParse: any input is refused cleanly or loads into a state whose
+// saved form loads again to the same bytes.
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"testdata/v4-qubes-fixed.xml", "testdata/v4-qubes-normalised.xml", "testdata/v4-qubes.xml"} {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(`<qubes><domains><domain class="AppVM"><properties><property name="name">x</property></properties></domain></domains></qubes>`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, err := Parse(data, "fuzz", "/var/lib/qubes", testHost())
+		if err != nil {
+			var le *LoadError
+			if !errors.As(err, &le) {
+				t.Fatalf("error of another type: %T %v", err, err)
+			}
+			return
+		}
+		out := a.Marshal()
+		b, err := Parse(out, "again", "/var/lib/qubes", testHost())
+		if err != nil {
+			t.Fatalf("own output refused: %v\n%s", err, out)
+		}
+		if string(b.Marshal()) != string(out) {
+			t.Fatalf("save is not stable")
+		}
+	})
+}
