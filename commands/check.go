@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -13,6 +14,7 @@ import (
 type checkOptions struct {
 	sel                                  vmSelection
 	running, paused, template, networked bool
+	format                               string
 }
 
 func newCheckCmd(env *Env) *cobra.Command {
@@ -20,8 +22,15 @@ func newCheckCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "check [flags] [--all [--exclude X]... | VMNAME...]",
 		Short: "Check that qubes exist and match the given conditions",
-		Long: `Exit code: 0 when every named qube exists (and matches all filters), 3 when
-some match, 1 when none match or a name does not exist.`,
+		Long: `With qube names: exit code 0 when every named qube exists (and matches all
+filters), 3 when some match, 1 when none match or a name does not exist.
+
+Without names (as "qvm check", not as qvm-check): checks the whole state.
+It lists references that qubes.xml should not hold (a netvm that does not
+provide network, a volume used twice, a snapshot of a volume no qube has, a
+kernel that is not installed, ...) and orphan files in the state directory
+(temp files of interrupted writes, directories of qubes that do not exist),
+one per line; exit code 1 when it finds any.`,
 		RunE:              func(cmd *cobra.Command, args []string) error { return runCheck(cmd.Context(), env, o, args) },
 		ValidArgsFunction: completeVMs(env, nil),
 	}
@@ -31,13 +40,17 @@ some match, 1 when none match or a name does not exist.`,
 	f.BoolVar(&o.paused, "paused", false, "qubes must be paused")
 	f.BoolVar(&o.template, "template", false, "qubes must be templates")
 	f.BoolVar(&o.networked, "networked", false, "qubes must have network")
+	f.StringVar(&o.format, "format", "text", "state check output: text or json")
 	return cmd
 }
 
 func runCheck(ctx context.Context, env *Env, o checkOptions, args []string) error {
 	prog := env.progFor("qvm check")
 	if !o.sel.all && len(args) == 0 {
-		return usagef("one of the arguments --all VMNAME is required")
+		if env.Prog != "" || o.running || o.paused || o.template || o.networked {
+			return usagef("one of the arguments --all VMNAME is required")
+		}
+		return runStateCheck(ctx, env, o)
 	}
 	return env.view(ctx, func(app *core.App) error {
 		var doms []*core.Domain
@@ -122,4 +135,44 @@ func runCheck(ctx context.Context, env *Env, o checkOptions, args []string) erro
 		}
 		return nil
 	})
+}
+
+// runStateCheck reports inconsistencies and orphan files of the whole state.
+func runStateCheck(ctx context.Context, env *Env, o checkOptions) error {
+	if o.format != "text" && o.format != "json" {
+		return usagef("--format must be text or json, not %q", o.format)
+	}
+	st, err := env.Store()
+	if err != nil {
+		return err
+	}
+	var findings []core.Finding
+	var qubes int
+	err = st.View(ctx, func(app *core.App) error {
+		findings = append(app.Inconsistencies(), st.Orphans(app)...)
+		qubes = len(app.Domains())
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if o.format == "json" {
+		if findings == nil {
+			findings = []core.Finding{}
+		}
+		if err := writeJSON(env.IO.Out, findings); err != nil {
+			return err
+		}
+	} else {
+		for _, f := range findings {
+			fmt.Fprintf(env.IO.Out, "%s: %s: %s\n", f.Kind, f.What, f.Msg)
+		}
+		if len(findings) == 0 {
+			fmt.Fprintf(env.IO.Out, "ok: %d qubes, no inconsistencies, no orphan files\n", qubes)
+		}
+	}
+	if len(findings) > 0 {
+		return &ExitError{Code: 1}
+	}
+	return nil
 }
