@@ -18,12 +18,20 @@ type IO struct {
 	In    io.Reader
 	Out   io.Writer
 	Err   io.Writer
-	IsTTY bool // stdout is a terminal (tables, progress bars)
+	IsTTY    bool // stdout is a terminal (tables)
+	ErrIsTTY bool // stderr is a terminal (progress bars)
+	InIsTTY  bool // stdin is a terminal (passphrase prompts)
+	// InFd is stdin's descriptor when it is a terminal (no-echo reads).
+	InFd int
 }
 
 // StdIO is the process's own streams.
 func StdIO() IO {
-	return IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr, IsTTY: term.IsTerminal(int(os.Stdout.Fd()))}
+	return IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr,
+		IsTTY:    term.IsTerminal(int(os.Stdout.Fd())),
+		ErrIsTTY: term.IsTerminal(int(os.Stderr.Fd())),
+		InIsTTY:  term.IsTerminal(int(os.Stdin.Fd())),
+		InFd:     int(os.Stdin.Fd())}
 }
 
 // Main runs qvm with argv and returns the exit code. Invoked through a
