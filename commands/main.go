@@ -15,9 +15,9 @@ import (
 
 // IO is what a command reads and writes; tests hand in buffers.
 type IO struct {
-	In    io.Reader
-	Out   io.Writer
-	Err   io.Writer
+	In       io.Reader
+	Out      io.Writer
+	Err      io.Writer
 	IsTTY    bool // stdout is a terminal (tables)
 	ErrIsTTY bool // stderr is a terminal (progress bars)
 	InIsTTY  bool // stdin is a terminal (passphrase prompts)
