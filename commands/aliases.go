@@ -17,6 +17,7 @@ var aliases = map[string][]string{
 	"qvm-service":  {"service"},
 	"qvm-tags":     {"tags"},
 	"qvm-check":    {"check"},
+	"qvm-pool":     {"pool"},
 }
 
 func aliasVerb(base string) ([]string, bool) {

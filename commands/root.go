@@ -52,6 +52,7 @@ options; invoked as qvm-prefs, qvm-ls, ... it behaves as that tool.`,
 		newServiceCmd(env),
 		newTagsCmd(env),
 		newCheckCmd(env),
+		newPoolCmd(env),
 		newGenDocsCmd(env, root),
 	)
 	return root
