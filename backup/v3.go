@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"github.com/qvm-dev/qvm/core"
 	"hash"
 	"strings"
 )
@@ -38,4 +39,10 @@ func (a *Archive) openV3(ctx context.Context) error {
 
 func (a *Archive) extractV3(ctx context.Context, want func(string) bool, open OpenFunc) error {
 	return formatErr("format 3 backups are not supported yet")
+}
+
+// V3App converts a format 3 qubes.xml (R3 QubesVmCollection) into a
+// model the restore can use.
+func (a *Archive) V3App(stateDir string, host core.Host) (*core.App, error) {
+	return nil, formatErr("format 3 backups are not supported yet")
 }

@@ -7,17 +7,19 @@ import (
 // aliases maps argv[0] names of the stock tools to qvm verbs, so existing
 // scripts keep working through symlinks.
 var aliases = map[string][]string{
-	"qvm-create":   {"create"},
-	"qvm-clone":    {"clone"},
-	"qvm-remove":   {"remove"},
-	"qvm-ls":       {"ls"},
-	"qvm-prefs":    {"prefs"},
-	"qubes-prefs":  {"prefs", "--global"},
-	"qvm-features": {"features"},
-	"qvm-service":  {"service"},
-	"qvm-tags":     {"tags"},
-	"qvm-check":    {"check"},
-	"qvm-pool":     {"pool"},
+	"qvm-create":         {"create"},
+	"qvm-clone":          {"clone"},
+	"qvm-remove":         {"remove"},
+	"qvm-ls":             {"ls"},
+	"qvm-prefs":          {"prefs"},
+	"qubes-prefs":        {"prefs", "--global"},
+	"qvm-features":       {"features"},
+	"qvm-service":        {"service"},
+	"qvm-tags":           {"tags"},
+	"qvm-check":          {"check"},
+	"qvm-pool":           {"pool"},
+	"qvm-backup":         {"backup"},
+	"qvm-backup-restore": {"restore"},
 }
 
 func aliasVerb(base string) ([]string, bool) {

@@ -53,6 +53,8 @@ options; invoked as qvm-prefs, qvm-ls, ... it behaves as that tool.`,
 		newTagsCmd(env),
 		newCheckCmd(env),
 		newPoolCmd(env),
+		newBackupCmd(env),
+		newRestoreCmd(env),
 		newGenDocsCmd(env, root),
 	)
 	return root
