@@ -119,7 +119,7 @@ func OpenArchive(ctx context.Context, r io.Reader, o ReadOptions) (*Archive, err
 	}
 	plain, err := Open([]byte(h.BackupID+"!qubes.xml.000!"+o.Passphrase), data, a.maxMem)
 	if err != nil {
-		return nil, formatErr("qubes.xml.000.enc: %v", err)
+		return nil, formatErr("failed to decrypt qubes.xml.000.enc: %v", err)
 	}
 	xml, err := innerFile(plain, a.filter(), "qubes.xml", maxQubesXML)
 	if err != nil {
