@@ -102,6 +102,9 @@ func (d *fileDriver) Remove(ctx context.Context, v *Volume) error {
 			return err
 		}
 	}
+	if err := os.Remove(dirOf(p.img)); err == nil {
+		_ = fsyncDir(dirOf(dirOf(p.img)))
+	}
 	return nil
 }
 
