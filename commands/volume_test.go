@@ -1,6 +1,13 @@
 package commands
 
-import "testing"
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
 
 // TestParseSize pins the stock parse_size: powers of 1000 for K/M/G(B),
 // of 1024 for Ki/Mi/Gi(B), case and spaces ignored, anything else refused
@@ -22,5 +29,37 @@ func TestParseSize(t *testing.T) {
 		if _, err := parseSize(in); err == nil || err.Error() != msg {
 			t.Errorf("parseSize(%q): %v, want %q", in, err, msg)
 		}
+	}
+}
+
+// TestVolumeImportProgress: on a terminal the import shows a progress bar
+// on stderr; in a pipe it stays quiet.
+func TestVolumeImportProgress(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("QVM_STATE_DIR", dir+"/state")
+	t.Setenv("QVM_CONFIG", dir+"/none.yaml")
+	t.Setenv("QVM_RUN_DIR", dir+"/run")
+	run := func(errTTY bool, args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		code := MainContext(context.Background(), append([]string{"qvm"}, args...),
+			IO{In: strings.NewReader(""), Out: &out, Err: &errb, ErrIsTTY: errTTY}, time.Now)
+		return errb.String(), code
+	}
+	for _, a := range [][]string{{"init", "--reflink", "no"}, {"create", "--standalone", "-l", "red", "sa"}} {
+		if e, code := run(false, a...); code != 0 {
+			t.Fatalf("%v: %d %s", a, code, e)
+		}
+	}
+	data := dir + "/data.img"
+	if err := os.WriteFile(data, bytes.Repeat([]byte("x"), 3<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, code := run(true, "volume", "import", "sa:private", data)
+	if code != 0 || !strings.Contains(e, "Importing sa:private") || !strings.Contains(e, "100%") {
+		t.Errorf("tty import: code %d, stderr %q", code, e)
+	}
+	e, code = run(false, "volume", "import", "sa:private", data)
+	if code != 0 || e != "" {
+		t.Errorf("pipe import: code %d, stderr %q", code, e)
 	}
 }
