@@ -105,10 +105,12 @@ func (d *lvmDriver) refresh(ctx context.Context) error {
 func (d *lvmDriver) ensure() {
 	if d.cache == nil || d.st.o.Now().Sub(d.loaded) > 30*time.Second {
 		if err := d.refresh(context.Background()); err != nil {
-			d.st.logf("lvs: %v", err)
+			// Said once per process; the volumes read as missing meanwhile.
+			d.st.logf("pool %s: cannot list its LVs: %v", d.p.Name, err)
 			if d.cache == nil {
 				d.cache = map[string]lvInfo{}
 			}
+			d.loaded = d.st.o.Now()
 		}
 	}
 }
