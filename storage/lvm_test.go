@@ -259,6 +259,9 @@ func TestLVMVectors(t *testing.T) {
 	ts.st = Open(ts.app, Options{RunDir: ts.st.o.RunDir, Runner: f, Now: ts.st.o.Now})
 	drv, _ := ts.st.Driver("lvm")
 	drv.(*lvmDriver).devExists = func(p string) bool { return f.lvs[strings.TrimPrefix(p, "/dev/")] != nil }
+	if n := ts.vol(work, "volatile").cryptName(); n != "qubes_dom0-vm--work--volatile@crypt" {
+		t.Errorf("lvm crypt name %s", n)
+	}
 	v := ts.vol(work, "private")
 	revs, _ := v.Revisions()
 	want := []Revision{{"1521065904-back", "2018-03-14T22:18:24"}, {"1521065905-back", "2018-03-14T22:18:25"}}

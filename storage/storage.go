@@ -53,6 +53,8 @@ type Storage struct {
 	// hasDM and dmExists answer for device-mapper; tests replace them.
 	hasDM    func() bool
 	dmExists func(name string) bool
+	// mapperDir is /dev/mapper (tests point it elsewhere).
+	mapperDir string
 }
 
 // Open wraps a loaded state. Drivers are made on first use.
@@ -71,7 +73,7 @@ func Open(app *core.App, o Options) *Storage {
 	}
 	return &Storage{app: app, o: o, drivers: map[string]Driver{},
 		hasDM:    func() bool { return exists("/dev/mapper/control") },
-		dmExists: func(name string) bool { return exists("/dev/mapper/" + name) }}
+		dmExists: func(name string) bool { return exists("/dev/mapper/" + name) }, mapperDir: "/dev/mapper"}
 }
 
 func (s *Storage) logf(format string, args ...any) { s.o.Log(fmt.Sprintf(format, args...)) }
@@ -282,30 +284,37 @@ func (s *Storage) stopOne(ctx context.Context, v *Volume) error {
 // startEncrypted maps a volatile volume through dm-crypt with a throw-away
 // key (§3.3) so its data is unreadable after the qube stops.
 func (s *Storage) startEncrypted(ctx context.Context, v *Volume) error {
+	if !s.hasDM() {
+		return fmt.Errorf("ephemeral volume %s needs device-mapper (/dev/mapper is missing)", v.Vid())
+	}
 	s.closeCrypt(ctx, v)
 	if err := v.Start(ctx); err != nil {
 		return err
 	}
-	if !s.hasDM() {
-		return fmt.Errorf("ephemeral volume %s needs device-mapper (/dev/mapper is missing)", v.Vid())
-	}
 	name := v.cryptName()
-	if _, stderr, err := s.o.Runner.Run(ctx, nil, "cryptsetup", "--key-file=/dev/urandom", "--cipher=aes-xts-plain64",
-		"--type=plain", "--", "open", v.drv.BlockDevice(v), name); err != nil {
-		return fmt.Errorf("cryptsetup open %s: %s", name, strings.TrimSpace(string(stderr)))
-	}
-	f, err := os.OpenFile("/dev/mapper/"+name, os.O_WRONLY, 0)
-	if err != nil {
+	err := func() error {
+		if _, stderr, err := s.o.Runner.Run(ctx, nil, "cryptsetup", "--key-file=/dev/urandom", "--cipher=aes-xts-plain64",
+			"--type=plain", "--", "open", v.drv.BlockDevice(v), name); err != nil {
+			return fmt.Errorf("cryptsetup open %s: %s", name, strings.TrimSpace(string(stderr)))
+		}
+		f, err := os.OpenFile(filepath.Join(s.mapperDir, name), os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = f.Write(make([]byte, 65536))
 		return err
+	}()
+	if err != nil {
+		s.closeCrypt(ctx, v)
+		_ = v.Stop(ctx)
 	}
-	defer f.Close()
-	_, err = f.Write(make([]byte, 65536))
 	return err
 }
 
 func (s *Storage) closeCrypt(ctx context.Context, v *Volume) {
 	name := v.cryptName()
-	if _, err := os.Stat("/dev/mapper/" + name); err == nil {
+	if s.dmExists(name) {
 		if _, stderr, err := s.o.Runner.Run(ctx, nil, "cryptsetup", "close", name); err != nil {
 			s.logf("cryptsetup close %s: %s", name, strings.TrimSpace(string(stderr)))
 		}

@@ -272,7 +272,12 @@ func (e *Export) Extents() ([]Extent, error) {
 // Close releases the export.
 func (e *Export) Close() error { return e.f.Close() }
 
+// cryptName is the dm-crypt mapping of an ephemeral volume (§3.3); lvm
+// volumes name it after their LV.
 func (v *Volume) cryptName() string {
+	if v.Pool.Driver == "lvm_thin" {
+		return strings.TrimPrefix(mapperPath(v.vid), "/dev/mapper/") + "@crypt"
+	}
 	q := strings.ReplaceAll(strings.ReplaceAll(v.Domain.Name(), "_", "_u"), "-", "_d")
 	return "vm-volatile-" + q + "-crypt@" + v.Name()
 }
