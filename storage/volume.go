@@ -152,6 +152,9 @@ func (v *Volume) Resize(ctx context.Context, size int64) error {
 		return fmt.Errorf("Invalid size %d for volume %s", size, v.vid)
 	}
 	if !v.Config.RW {
+		if v.Pool.Driver == "file-reflink" {
+			return fmt.Errorf("Cannot resize: %s is read-only", v.vid)
+		}
 		return fmt.Errorf("Can not resize readonly volume %s", v.vid)
 	}
 	return v.drv.Resize(ctx, v, size)
@@ -210,7 +213,7 @@ func (v *Volume) Import(ctx context.Context, r io.Reader, size int64) error {
 		return fmt.Errorf("Invalid size %d for volume %s", size, v.vid)
 	}
 	if v.Running() {
-		return fmt.Errorf("Domain is powered on: %s", v.Domain.Name())
+		return fmt.Errorf("Domain is not powered off: %s", v.Domain.Name())
 	}
 	p, err := v.drv.ImportBegin(ctx, v, size)
 	if err != nil {
@@ -286,7 +289,7 @@ func (v *Volume) cryptName() string {
 // a revision where the driver keeps revisions.
 func (v *Volume) Clear(ctx context.Context) error {
 	if v.Running() {
-		return fmt.Errorf("Domain is powered on: %s", v.Domain.Name())
+		return fmt.Errorf("Domain is not powered off: %s", v.Domain.Name())
 	}
 	size := v.Size()
 	if _, err := v.drv.ImportBegin(ctx, v, size); err != nil {
