@@ -66,9 +66,24 @@ func TestEphemeralVolatile(t *testing.T) {
 	if n := ts.vol(d, "volatile").cryptName(); n != "vm-volatile-my_uq_d1-crypt@volatile" {
 		t.Errorf("crypt name %s", n)
 	}
+	// A start that fails (no dm for the volatile) takes back the volumes
+	// started before it: the private's running copy becomes its precache
+	// again, no revision is made.
 	ts.st.hasDM = func() bool { return false }
+	revs, _ := ts.vol(ts.work, "private").Revisions()
 	if err := ts.st.Start(ctx, ts.work); err == nil || !strings.Contains(err.Error(), "needs device-mapper") {
 		t.Errorf("start without dm: %v", err)
 	}
-	assertMissing(t, dirty)
+	assertMissing(t, dirty, ts.path("appvms/work/private-dirty.img"), ts.path("appvms/work/root-dirty.img"))
+	assertExists(t, ts.path("appvms/work/private-precache.img"))
+	if after, _ := ts.vol(ts.work, "private").Revisions(); len(after) != len(revs) {
+		t.Errorf("revisions %v after a failed start, were %v", after, revs)
+	}
+	ts.st.hasDM = func() bool { return true }
+	ts.logs = nil
+	must(t, ts.st.Start(ctx, ts.work))
+	if len(ts.logs) != 0 {
+		t.Errorf("the precache put back was judged stale: %q", ts.logs)
+	}
+	must(t, ts.st.Stop(ctx, ts.work))
 }

@@ -368,6 +368,14 @@ func (d *lvmDriver) Stop(ctx context.Context, v *Volume) error {
 	return d.refresh(ctx)
 }
 
+// discard drops an unused -snap.
+func (d *lvmDriver) discard(ctx context.Context, v *Volume) error {
+	if err := d.remove(ctx, v.Vid()+"-snap"); err != nil {
+		return err
+	}
+	return d.refresh(ctx)
+}
+
 func (d *lvmDriver) Resize(ctx context.Context, v *Volume, size int64) error {
 	if err := d.checkVid(v); err != nil {
 		return err

@@ -230,7 +230,9 @@ func (s *Storage) Start(ctx context.Context, d *core.Domain) error {
 		return fmt.Errorf("run directory: %w", err)
 	}
 	var started []*Volume
+	wasDirty := map[*Volume]bool{}
 	for _, v := range vols {
+		wasDirty[v] = v.IsDirty()
 		var err error
 		if v.Ephemeral() {
 			err = s.startEncrypted(ctx, v)
@@ -239,7 +241,7 @@ func (s *Storage) Start(ctx context.Context, d *core.Domain) error {
 		}
 		if err != nil {
 			for _, u := range started {
-				if serr := s.stopOne(ctx, u); serr != nil {
+				if serr := s.undoStart(ctx, u, wasDirty[u]); serr != nil {
 					s.logf("stop of %s after a failed start: %v", u.Vid(), serr)
 				}
 			}
@@ -272,6 +274,24 @@ func (s *Storage) Stop(ctx context.Context, d *core.Domain) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// discarder drivers can drop a running copy nothing has used yet.
+type discarder interface {
+	discard(ctx context.Context, v *Volume) error
+}
+
+// undoStart takes back the start of a volume when a later one failed: the
+// qube never ran, so a clean origin's running copy is dropped instead of
+// committed (a commit would rotate out the oldest revision for nothing).
+func (s *Storage) undoStart(ctx context.Context, v *Volume, wasDirty bool) error {
+	if dd, ok := v.drv.(discarder); ok && v.Kind() == Origin && !v.SnapshotsDisabled() && !wasDirty {
+		if v.Ephemeral() {
+			s.closeCrypt(ctx, v)
+		}
+		return dd.discard(ctx, v)
+	}
+	return s.stopOne(ctx, v)
 }
 
 func (s *Storage) stopOne(ctx context.Context, v *Volume) error {
