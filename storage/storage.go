@@ -440,8 +440,13 @@ func (s *Storage) Clone(ctx context.Context, src, dst *core.Domain) error {
 
 // CloneVolume replaces dst's data by src's committed data: the fast way
 // when the pools allow (reflink, thin snapshot), else streamed. dst ends
-// with src's size.
+// with src's size. A snapshot src is read through its source (cloning an
+// AppVM into a StandaloneVM copies the template's root).
 func (s *Storage) CloneVolume(ctx context.Context, dst, src *Volume) error {
+	// A snapshot volume (an AppVM's root) holds what its source holds.
+	for src.Kind() == Snapshot && src.Source != nil {
+		src = src.Source
+	}
 	if src.Running() && src.SnapshotsDisabled() {
 		return fmt.Errorf("Volume %s must be stopped before importing its data", src.Vid())
 	}
