@@ -20,6 +20,18 @@ var aliases = map[string][]string{
 	"qvm-pool":           {"pool"},
 	"qvm-backup":         {"backup"},
 	"qvm-backup-restore": {"restore"},
+	"qvm-create":   {"create"},
+	"qvm-clone":    {"clone"},
+	"qvm-remove":   {"remove"},
+	"qvm-ls":       {"ls"},
+	"qvm-prefs":    {"prefs"},
+	"qubes-prefs":  {"prefs", "--global"},
+	"qvm-features": {"features"},
+	"qvm-service":  {"service"},
+	"qvm-tags":     {"tags"},
+	"qvm-check":    {"check"},
+	"qvm-pool":     {"pool"},
+	"qvm-volume":   {"volume"},
 }
 
 func aliasVerb(base string) ([]string, bool) {
