@@ -18,20 +18,9 @@ var aliases = map[string][]string{
 	"qvm-tags":           {"tags"},
 	"qvm-check":          {"check"},
 	"qvm-pool":           {"pool"},
+	"qvm-volume":         {"volume"},
 	"qvm-backup":         {"backup"},
 	"qvm-backup-restore": {"restore"},
-	"qvm-create":   {"create"},
-	"qvm-clone":    {"clone"},
-	"qvm-remove":   {"remove"},
-	"qvm-ls":       {"ls"},
-	"qvm-prefs":    {"prefs"},
-	"qubes-prefs":  {"prefs", "--global"},
-	"qvm-features": {"features"},
-	"qvm-service":  {"service"},
-	"qvm-tags":     {"tags"},
-	"qvm-check":    {"check"},
-	"qvm-pool":     {"pool"},
-	"qvm-volume":   {"volume"},
 }
 
 func aliasVerb(base string) ([]string, bool) {

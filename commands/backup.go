@@ -67,7 +67,7 @@ backed up.`,
 	return cmd
 }
 
-func parseSize(s string) (int64, error) {
+func parseChunkSize(s string) (int64, error) {
 	mult := int64(1)
 	switch {
 	case strings.HasSuffix(s, "K"), strings.HasSuffix(s, "k"):
@@ -154,7 +154,7 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 	}
 	chunk := int64(backup.DefaultChunkSize)
 	if o.chunkSize != "" {
-		n, err := parseSize(o.chunkSize)
+		n, err := parseChunkSize(o.chunkSize)
 		if err != nil || n < 4096 || n > backup.MaxChunkSize {
 			return usagef("--chunk-size %q: give 4K..256M", o.chunkSize)
 		}

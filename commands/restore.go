@@ -113,7 +113,7 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 		in = f
 	}
 	env.infof(prog, "Checking backup content...")
-	counted := &countingReader{r: in}
+	counted := &restoreCounter{r: in}
 	arch, err := backup.OpenArchive(ctx, counted, backup.ReadOptions{Passphrase: pass, Filter: o.filter})
 	if err != nil {
 		return err
@@ -222,12 +222,12 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 	return nil
 }
 
-type countingReader struct {
+type restoreCounter struct {
 	r        io.Reader
 	progress func(int64)
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
+func (c *restoreCounter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	if c.progress != nil && n > 0 {
 		c.progress(int64(n))
