@@ -25,6 +25,10 @@ type File struct {
 	// skipped), or nil Path and Data for a small file.
 	Path string
 	Data []byte
+	// Src, when set, is the already opened volume (a storage export, held
+	// open so a commit meanwhile does not change what is read); Path is
+	// then only used in messages.
+	Src *os.File
 }
 
 // Qube is one backed-up qube: its files, in archive order.
@@ -203,7 +207,7 @@ func produceFile(ctx context.Context, f File, o Options, cw *chunker, buf []byte
 	if err != nil {
 		return err
 	}
-	if f.Path == "" {
+	if f.Path == "" && f.Src == nil {
 		err = writeFileMember(z, f.Name, f.Data, 0)
 	} else {
 		err = writeVolume(ctx, z, f, o, buf)
@@ -215,27 +219,40 @@ func produceFile(ctx context.Context, f File, o Options, cw *chunker, buf []byte
 }
 
 func writeVolume(ctx context.Context, z io.Writer, f File, o Options, buf []byte) error {
-	src, err := os.Open(f.Path)
-	if err != nil {
-		return err
+	src := f.Src
+	if src == nil {
+		var err error
+		if src, err = os.Open(f.Path); err != nil {
+			return err
+		}
+		defer src.Close()
 	}
-	defer src.Close()
 	st, err := src.Stat()
 	if err != nil {
 		return err
 	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", f.Path)
-	}
-	ext, err := dataExtents(src, st.Size())
-	if err != nil {
-		return err
+	size := st.Size()
+	var ext []extent
+	switch {
+	case st.Mode().IsRegular():
+		if ext, err = dataExtents(src, size); err != nil {
+			return err
+		}
+	case st.Mode()&os.ModeDevice != 0:
+		// A block device (lvm_thin export): its size from a seek; no
+		// extent map, so zero blocks are read (and compress well).
+		if size, err = src.Seek(0, io.SeekEnd); err != nil {
+			return err
+		}
+		ext = []extent{{0, size}}
+	default:
+		return fmt.Errorf("%s is not a regular file or block device", src.Name())
 	}
 	progress := o.Progress
 	if progress == nil {
 		progress = func(int64) {}
 	}
-	return writeSparseMember(ctx, z, f.Name, src, st.Size(), ext, buf, progress)
+	return writeSparseMember(ctx, z, f.Name, src, size, ext, buf, progress)
 }
 
 // chunker cuts the compressed stream into chunk buffers.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/qvm-dev/qvm/backup"
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/storage"
 )
 
 type backupOptions struct {
@@ -163,8 +164,10 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 
 	plan, err := planBackup(ctx, env, prof)
 	if err != nil {
+		plan.close()
 		return err
 	}
+	defer plan.close()
 	fmt.Fprint(env.IO.Out, backupSummary(plan.rows, plan.notSelected))
 	if plan.dom0Skipped {
 		env.warnf(env.progFor("qvm backup"), "dom0's home directory is not backed up by qvm (back it up with tar)")
@@ -241,12 +244,19 @@ type backupPlan struct {
 	notSelected []string
 	total       int64
 	dom0Skipped bool
+	closers     []func() error
+}
+
+func (p *backupPlan) close() {
+	for _, c := range p.closers {
+		_ = c()
+	}
 }
 
 func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan, error) {
 	plan := &backupPlan{}
-	vols := backup.FileLayout{}
 	err := env.view(ctx, func(app *core.App) error {
+		st := storage.Open(app, env.storageOptions())
 		sel, notSel, err := selectForBackup(app, prof.Include, prof.Exclude)
 		if err != nil {
 			return err
@@ -266,16 +276,28 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan
 				if !v.SaveOnStop {
 					continue
 				}
-				img, err := vols.CommittedImage(app.Pool(v.Pool), v.Vid)
+				// The committed state (for a running qube: from before its
+				// start), held open until the backup is written.
+				sv, err := st.Volume(d, v.Name)
 				if err != nil {
 					return fmt.Errorf("%s: %w", d.Name(), err)
 				}
-				st, err := os.Stat(img)
+				exp, err := sv.Export(ctx)
 				if err != nil {
 					return fmt.Errorf("%s: volume %s: %w", d.Name(), v.Name, err)
 				}
-				size += usage(st)
-				q.Files = append(q.Files, backup.File{Name: dir + v.Name + ".img", Path: img})
+				f, ok := exp.ReaderAt().(*os.File)
+				if !ok {
+					exp.Close()
+					return fmt.Errorf("%s: volume %s: export is not a file", d.Name(), v.Name)
+				}
+				plan.closers = append(plan.closers, exp.Close)
+				if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+					size += usage(fi)
+				} else {
+					size += exp.Size
+				}
+				q.Files = append(q.Files, backup.File{Name: dir + v.Name + ".img", Path: exp.Path, Src: f})
 			}
 			for _, extra := range []string{"firewall.xml", "notes.txt"} {
 				data, err := os.ReadFile(filepath.Join(app.VMDir(d), extra))

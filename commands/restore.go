@@ -13,6 +13,7 @@ import (
 
 	"github.com/qvm-dev/qvm/backup"
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/storage"
 )
 
 type restoreOptions struct {
@@ -544,14 +545,20 @@ func commitRestore(ctx context.Context, env *Env, items []*restoreItem) error {
 	for _, it := range good {
 		renamed[it.name] = it.newName
 	}
-	vols := backup.FileLayout{}
-	var moved [][2]string
-	undo := func() {
-		for i := len(moved) - 1; i >= 0; i-- {
-			_ = os.Rename(moved[i][1], moved[i][0])
+	var created []*core.Domain
+	var capp *core.App
+	cleanup := func() {
+		if capp == nil {
+			return
+		}
+		st := storage.Open(capp, env.storageOptions())
+		for i := len(created) - 1; i >= 0; i-- {
+			_ = st.Remove(ctx, created[i])
 		}
 	}
 	err := env.update(ctx, func(app *core.App) error {
+		capp = app
+		st := storage.Open(app, env.storageOptions())
 		made := map[*restoreItem]*core.Domain{}
 		for _, it := range good {
 			if _, err := app.Domain(it.newName); err == nil {
@@ -590,38 +597,51 @@ func commitRestore(ctx context.Context, env *Env, items []*restoreItem) error {
 		}
 		for _, it := range good {
 			d := made[it]
-			for file, staged := range it.staged {
-				var dst string
+			if err := st.Create(ctx, d); err != nil {
+				return fmt.Errorf("Error restoring VM %s: %w", it.name, err)
+			}
+			created = append(created, d)
+			files := make([]string, 0, len(it.staged))
+			for f := range it.staged {
+				files = append(files, f)
+			}
+			sort.Strings(files)
+			for _, file := range files {
+				staged := it.staged[file]
 				switch file {
 				case "firewall.xml", "notes.txt":
-					dst = filepath.Join(app.VMDir(d), file)
-				default:
-					v := d.Volume(strings.TrimSuffix(file, ".img"))
-					if v == nil {
-						continue
-					}
-					p, err := vols.ImportTarget(app.Pool(v.Pool), v.Vid)
-					if err != nil {
+					dst := filepath.Join(app.VMDir(d), file)
+					if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 						return err
 					}
-					dst = p
+					if err := os.Rename(staged, dst); err != nil {
+						return fmt.Errorf("restore %s of %s: %w", file, it.newName, err)
+					}
+					continue
 				}
-				if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				v, err := st.Volume(d, strings.TrimSuffix(file, ".img"))
+				if err != nil {
+					return fmt.Errorf("restore %s of %s: %w", file, it.newName, err)
+				}
+				f, err := os.Open(staged)
+				if err != nil {
 					return err
 				}
-				if _, err := os.Lstat(dst); err == nil {
-					return fmt.Errorf("%s already exists; nothing was restored", dst)
+				fi, err := f.Stat()
+				if err == nil {
+					err = v.Import(ctx, f, fi.Size())
 				}
-				if err := os.Rename(staged, dst); err != nil {
-					return fmt.Errorf("move restored data into place: %w", err)
+				f.Close()
+				os.Remove(staged)
+				if err != nil {
+					return fmt.Errorf("Failed to restore volume %s of VM %s: %w", v.Name(), it.newName, err)
 				}
-				moved = append(moved, [2]string{staged, dst})
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		undo() // qubes.xml was not written: put the data back to be removed
+		cleanup() // qubes.xml was not written: remove what was made
 		return err
 	}
 	return nil
