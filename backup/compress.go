@@ -124,6 +124,9 @@ type procReader struct {
 }
 
 func (p *procReader) Read(b []byte) (int, error) {
+	if p.done {
+		return 0, io.EOF
+	}
 	n, err := p.out.Read(b)
 	if err == io.EOF && !p.done {
 		p.done = true

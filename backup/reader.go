@@ -479,6 +479,22 @@ func (t *tailReader) complete() bool {
 	return t.n >= int64(len(t.tail)) && bytes.Equal(t.tail[:], zeros[:len(t.tail)])
 }
 
+// recorder keeps what was read through it until stopped, so a header
+// parsed here can be replayed to archive/tar.
+type recorder struct {
+	r   io.Reader
+	buf []byte
+	on  bool
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if r.on {
+		r.buf = append(r.buf, p[:n]...)
+	}
+	return n, err
+}
+
 func untarInner(r io.Reader, filter, name string, open OpenFunc) (err error) {
 	dr, err := newDecompressor(filter, r)
 	if err != nil {
@@ -486,24 +502,59 @@ func untarInner(r io.Reader, filter, name string, open OpenFunc) (err error) {
 	}
 	defer dr.Close()
 	tail := &tailReader{r: dr}
-	tr := tar.NewReader(tail)
-	h, err := tr.Next()
-	if err != nil {
-		return fmt.Errorf("inner archive: %w", noEOF(err))
-	}
 	if strings.HasPrefix(name, "dom0-home/") {
 		// The dom0 home tree is not restored by qvm; read it through so
 		// its chunks are still verified.
-		for err == nil {
-			_, err = io.Copy(io.Discard, tr)
-			if err == nil {
-				_, err = tr.Next()
+		tr := tar.NewReader(tail)
+		for {
+			if _, err := tr.Next(); err == io.EOF {
+				break
+			} else if err != nil {
+				return fmt.Errorf("inner archive: %w", noEOF(err))
+			}
+			if _, err := io.Copy(io.Discard, tr); err != nil {
+				return fmt.Errorf("inner archive: %w", noEOF(err))
 			}
 		}
-		if err != io.EOF {
-			return fmt.Errorf("inner archive: %w", err)
+		_, _ = io.Copy(io.Discard, tail)
+		return nil
+	}
+	rec := &recorder{r: tail, on: true}
+	own := &tarReader{r: rec, inner: true}
+	h, err := own.Next()
+	if err != nil {
+		return fmt.Errorf("inner archive: %w", noEOF(err))
+	}
+	rec.on = false
+	var w io.WriteCloser
+	if own.pax["GNU.sparse.major"] == "1" && own.pax["GNU.sparse.minor"] == "0" && (h.Typeflag == '0' || h.Typeflag == 0) {
+		// PAX GNU.sparse 1.0 (ours and the reference's tarwriter): read
+		// the map and write only the data runs, so holes cost nothing.
+		if got := own.pax["GNU.sparse.name"]; got != name {
+			return fmt.Errorf("inner archive holds %q, expected %q", got, name)
+		}
+		w, err = readSparse10(own, open, name)
+		if err != nil {
+			if w != nil {
+				w.Close()
+			}
+			return err
+		}
+		if _, err := own.Next(); err != io.EOF {
+			w.Close()
+			if err == nil {
+				return fmt.Errorf("inner archive holds more than %q", name)
+			}
+			return fmt.Errorf("inner archive: %w", noEOF(err))
 		}
 	} else {
+		// Everything else (GNU old sparse, PAX 0.x, plain members) by
+		// archive/tar, from the start of the member again.
+		tr := tar.NewReader(io.MultiReader(bytes.NewReader(rec.buf), tail))
+		h, err := tr.Next()
+		if err != nil {
+			return fmt.Errorf("inner archive: %w", noEOF(err))
+		}
 		if h.Name != name {
 			return fmt.Errorf("inner archive holds %q, expected %q", h.Name, name)
 		}
@@ -512,44 +563,175 @@ func untarInner(r io.Reader, filter, name string, open OpenFunc) (err error) {
 		default:
 			return fmt.Errorf("inner member %q is not a regular file", h.Name)
 		}
-		w, err := open(name, h.Size)
-		if err != nil {
+		if w, err = open(name, h.Size); err != nil {
 			return err
 		}
-		if w != nil {
-			if _, err := io.Copy(w, tr); err != nil {
-				w.Close()
-				return fmt.Errorf("inner archive: %w", noEOF(err))
-			}
+		if w == nil {
+			w = nopWriteCloser{io.Discard}
+		}
+		if _, err := io.Copy(w, tr); err != nil {
+			w.Close()
+			return fmt.Errorf("inner archive: %w", noEOF(err))
 		}
 		if _, err := tr.Next(); err != io.EOF {
-			if w != nil {
-				w.Close()
-			}
+			w.Close()
 			if err == nil {
 				return fmt.Errorf("inner archive holds more than %q", name)
 			}
 			return fmt.Errorf("inner archive: %w", noEOF(err))
 		}
-		if _, err := io.Copy(io.Discard, tail); err != nil {
-			if w != nil {
-				w.Close()
-			}
-			return fmt.Errorf("inner archive: %w", noEOF(err))
-		}
-		if !tail.complete() {
-			if w != nil {
-				w.Close()
-			}
-			return fmt.Errorf("inner archive is truncated (a chunk is missing at its end)")
-		}
-		if w != nil {
-			return w.Close()
-		}
-		return nil
 	}
-	_, _ = io.Copy(io.Discard, tail)
-	return nil
+	if _, err := io.Copy(io.Discard, tail); err != nil {
+		w.Close()
+		return fmt.Errorf("inner archive: %w", noEOF(err))
+	}
+	if !tail.complete() {
+		w.Close()
+		return fmt.Errorf("inner archive is truncated (a chunk is missing at its end)")
+	}
+	return w.Close()
+}
+
+// maxSparseEntries bounds a crafted sparse map (ours have one entry per
+// data extent).
+const maxSparseEntries = 1 << 20
+
+// readSparse10 reads the data of a PAX GNU.sparse 1.0 member: the text
+// map, then the runs, written at their offsets.
+func readSparse10(t *tarReader, open OpenFunc, name string) (io.WriteCloser, error) {
+	realsize, err := strconv.ParseInt(t.pax["GNU.sparse.realsize"], 10, 64)
+	if err != nil || realsize < 0 {
+		return nil, fmt.Errorf("inner member %q: bad GNU.sparse.realsize", name)
+	}
+	br := &byteReader{r: t}
+	num := func() (int64, error) {
+		var v int64
+		for n := 0; ; n++ {
+			c, err := br.ReadByte()
+			if err != nil {
+				return 0, fmt.Errorf("inner member %q: sparse map: %w", name, noEOF(err))
+			}
+			if c == '\n' && n > 0 {
+				return v, nil
+			}
+			if c < '0' || c > '9' || n > 18 {
+				return 0, fmt.Errorf("inner member %q: malformed sparse map", name)
+			}
+			v = v*10 + int64(c-'0')
+		}
+	}
+	count, err := num()
+	if err != nil {
+		return nil, err
+	}
+	if count > maxSparseEntries {
+		return nil, fmt.Errorf("inner member %q: sparse map of %d entries is too large", name, count)
+	}
+	m := make([]extent, count)
+	var end, dataLen int64
+	for i := range m {
+		if m[i].off, err = num(); err != nil {
+			return nil, err
+		}
+		if m[i].len, err = num(); err != nil {
+			return nil, err
+		}
+		if m[i].off < end || m[i].len > realsize-m[i].off {
+			return nil, fmt.Errorf("inner member %q: sparse map entries overlap or exceed the size", name)
+		}
+		end = m[i].off + m[i].len
+		dataLen += m[i].len
+	}
+	if _, err := io.CopyN(io.Discard, br, padLen(br.n)); err != nil {
+		return nil, fmt.Errorf("inner member %q: %w", name, noEOF(err))
+	}
+	if t.remain != dataLen {
+		return nil, fmt.Errorf("inner member %q: sparse map describes %d bytes, member holds %d", name, dataLen, t.remain)
+	}
+	w, err := open(name, realsize)
+	if err != nil {
+		return nil, err
+	}
+	if w == nil {
+		w = nopWriteCloser{io.Discard}
+	}
+	wa, _ := w.(io.WriterAt)
+	buf := make([]byte, 1<<20)
+	var pos int64
+	for _, e := range m {
+		if wa == nil {
+			for pos < e.off { // no positional writes: write the hole's zeros
+				n := min(int64(len(zeros)), e.off-pos)
+				if _, err := w.Write(zeros[:n]); err != nil {
+					return w, err
+				}
+				pos += n
+			}
+		}
+		for done := int64(0); done < e.len; {
+			n := min(int64(len(buf)), e.len-done)
+			if _, err := io.ReadFull(t, buf[:n]); err != nil {
+				return w, fmt.Errorf("inner archive: %w", noEOF(err))
+			}
+			if wa != nil {
+				_, err = wa.WriteAt(buf[:n], e.off+done)
+			} else {
+				_, err = w.Write(buf[:n])
+			}
+			if err != nil {
+				return w, err
+			}
+			done += n
+		}
+		pos = e.off + e.len
+	}
+	return w, nil
+}
+
+// byteReader reads byte by byte through a small buffer, counting.
+type byteReader struct {
+	r    io.Reader
+	b    [1]byte
+	n    int64
+	buf  []byte
+	fill []byte
+}
+
+func (b *byteReader) ReadByte() (byte, error) {
+	if len(b.fill) == 0 {
+		// Read one block at a time: the map is NUL-padded to 512 bytes,
+		// so a block never runs past the end of the map area.
+		if b.buf == nil {
+			b.buf = make([]byte, block)
+		}
+		need := block - int(b.n%block)
+		if _, err := io.ReadFull(b.r, b.buf[:need]); err != nil {
+			return 0, err
+		}
+		b.fill = b.buf[:need]
+	}
+	c := b.fill[0]
+	b.fill = b.fill[1:]
+	b.n++
+	return c, nil
+}
+
+func (b *byteReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(b.fill) > 0 {
+		n := copy(p, b.fill)
+		b.fill = b.fill[n:]
+		b.n += int64(n)
+		return n, nil
+	}
+	c, err := b.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	p[0] = c
+	return 1, nil
 }
 
 func noEOF(err error) error {

@@ -3,6 +3,7 @@ package backup
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 )
 
@@ -70,4 +71,71 @@ func (s *SparseFile) Close() error {
 		return err
 	}
 	return s.f.Close()
+}
+
+// WriteAt writes a data run at its offset (sparse members): what is not
+// written stays a hole.
+func (s *SparseFile) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > s.size {
+		return 0, fmt.Errorf("%s: data beyond the %d-byte volume", s.f.Name(), s.size)
+	}
+	if end := off + int64(len(p)); end > s.off {
+		s.off = end
+	}
+	return s.f.WriteAt(p, off)
+}
+
+// HoleReader reads a sparse file front to back, producing the zeros of its
+// holes without reading them from the kernel.
+type HoleReader struct {
+	f    *os.File
+	ext  []extent
+	size int64
+	pos  int64
+}
+
+// NewHoleReader maps f's data extents (SEEK_DATA/SEEK_HOLE) once.
+func NewHoleReader(f *os.File) (*HoleReader, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	ext, err := dataExtents(f, st.Size())
+	if err != nil {
+		return nil, err
+	}
+	return &HoleReader{f: f, ext: ext, size: st.Size()}, nil
+}
+
+// Size is the file's size.
+func (h *HoleReader) Size() int64 { return h.size }
+
+func (h *HoleReader) Read(p []byte) (int, error) {
+	if h.pos >= h.size {
+		return 0, io.EOF
+	}
+	for len(h.ext) > 0 && h.ext[0].off+h.ext[0].len <= h.pos {
+		h.ext = h.ext[1:]
+	}
+	n := int64(len(p))
+	if rest := h.size - h.pos; n > rest {
+		n = rest
+	}
+	if len(h.ext) == 0 || h.ext[0].off > h.pos {
+		if len(h.ext) > 0 && h.ext[0].off-h.pos < n {
+			n = h.ext[0].off - h.pos
+		}
+		clear(p[:n])
+		h.pos += n
+		return int(n), nil
+	}
+	if e := h.ext[0].off + h.ext[0].len - h.pos; e < n {
+		n = e
+	}
+	m, err := h.f.ReadAt(p[:n], h.pos)
+	h.pos += int64(m)
+	if err == io.EOF && m > 0 {
+		err = nil
+	}
+	return m, err
 }

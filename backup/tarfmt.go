@@ -161,6 +161,10 @@ type tarReader struct {
 	buf    [block]byte
 	// Offset counts bytes consumed, for messages.
 	Offset int64
+	// inner: any member type is returned (the caller decides), and the
+	// member's pax records are kept in pax.
+	inner bool
+	pax   map[string]string
 }
 
 // ErrTruncated is a stream that ends inside a member.
@@ -222,6 +226,9 @@ func (t *tarReader) Next() (*tarHeader, error) {
 			continue
 		case '0', 0:
 		default:
+			if t.inner {
+				break
+			}
 			return nil, fmt.Errorf("member %q is not a regular file (type %q); a backup holds regular files only", h.Name, h.Typeflag)
 		}
 		if longName != "" {
@@ -238,6 +245,7 @@ func (t *tarReader) Next() (*tarHeader, error) {
 			h.Size = n
 		}
 		t.remain, t.pad = h.Size, padLen(h.Size)
+		t.pax = paxRecs
 		return h, nil
 	}
 }

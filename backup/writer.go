@@ -288,6 +288,13 @@ func (c *chunker) Write(p []byte) (int, error) {
 		}
 		room := int(c.o.ChunkSize) - len(c.cur)
 		take := min(room, len(p))
+		if len(c.cur)+take > cap(c.cur) {
+			// Small files stay in a small buffer; a big one grows once,
+			// straight to the chunk size, so no garbage piles up.
+			nb := make([]byte, len(c.cur), c.o.ChunkSize)
+			copy(nb, c.cur)
+			c.cur = nb
+		}
 		c.cur = append(c.cur, p[:take]...)
 		p, n = p[take:], n+take
 		if len(c.cur) == int(c.o.ChunkSize) {

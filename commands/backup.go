@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -201,6 +202,10 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 			params.LogN, params.R, params.P, params.Memory()>>20)
 	}
 
+	// Bounded memory: two chunk buffers, two key derivations, the
+	// compressor; the GC is told so instead of letting garbage (every
+	// scrypt run leaves 128·r·N bytes) double the heap.
+	debug.SetMemoryLimit(2*chunk + 2*int64(params.Memory()) + 128<<20)
 	out, commit, abort, err := backupDestination(env, prof.DestinationPath)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 
@@ -119,6 +120,8 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 	if err != nil {
 		return err
 	}
+	// Bounded memory: two chunks in flight and their key derivations.
+	debug.SetMemoryLimit(2*(backup.DefaultChunkSize+backup.ScryptOverhead) + 2*int64(arch.Params.Memory()) + 128<<20)
 	if env.Verbosity() >= 2 && arch.Params.LogN != 0 {
 		fmt.Fprintf(env.IO.Err, "backup format %d, scrypt parameters of its header: logN=%d r=%d p=%d\n",
 			arch.Header.Version, arch.Params.LogN, arch.Params.R, arch.Params.P)
@@ -627,9 +630,9 @@ func commitRestore(ctx context.Context, env *Env, items []*restoreItem) error {
 				if err != nil {
 					return err
 				}
-				fi, err := f.Stat()
+				hr, err := backup.NewHoleReader(f)
 				if err == nil {
-					err = v.Import(ctx, f, fi.Size())
+					err = v.Import(ctx, hr, hr.Size())
 				}
 				f.Close()
 				os.Remove(staged)

@@ -13,6 +13,7 @@ import (
 var sections = []section{
 	{"State: qvm ls and qvm prefs on 1000 qubes", benchState},
 	{"Storage: clone and start+stop of a 10 GiB volume", benchStorage},
+	{"Backup and restore: qvm vs the reference-style pipeline", benchBackup},
 }
 
 func benchState(r *runner) (string, error) {
