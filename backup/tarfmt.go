@@ -134,8 +134,14 @@ func writeEnd(w io.Writer, written int64, record bool) error {
 	if record {
 		n += (10240 - (written+n)%10240) % 10240
 	}
-	_, err := w.Write(zeros[:n])
-	return err
+	for n > 0 {
+		m := min(n, int64(len(zeros)))
+		if _, err := w.Write(zeros[:m]); err != nil {
+			return err
+		}
+		n -= m
+	}
+	return nil
 }
 
 // countWriter counts bytes written through it.

@@ -70,7 +70,8 @@ type chunk struct {
 // cuts the stream into chunks; keys for upcoming chunks are derived ahead
 // on other cores; the caller's goroutine seals chunks (AES-CTR + HMAC in
 // place) and appends them to the outer tar. Memory: two chunk buffers,
-// the compressor's blocks and at most two KDFs at a time.
+// the compressor's blocks and one KDF at a time (keys are derived
+// ahead, in the background, one after another).
 func Write(ctx context.Context, w io.Writer, qubesXML []byte, qubes []Qube, o Options) error {
 	if o.ChunkSize == 0 {
 		o.ChunkSize = DefaultChunkSize
@@ -92,7 +93,7 @@ func Write(ctx context.Context, w io.Writer, qubesXML []byte, qubes []Qube, o Op
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	kdf := newKDF(ctx, o.Params, 2)
+	kdf := newKDF(ctx, o.Params, 1)
 
 	bw := bufio.NewWriterSize(w, 1<<20)
 	out := &countWriter{w: bw}

@@ -202,10 +202,10 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 			params.LogN, params.R, params.P, params.Memory()>>20)
 	}
 
-	// Bounded memory: two chunk buffers, two key derivations, the
+	// Bounded memory: two chunk buffers, one key derivation, the
 	// compressor; the GC is told so instead of letting garbage (every
 	// scrypt run leaves 128·r·N bytes) double the heap.
-	debug.SetMemoryLimit(2*chunk + 2*int64(params.Memory()) + 128<<20)
+	debug.SetMemoryLimit(2*chunk + int64(params.Memory()) + 32<<20)
 	out, commit, abort, err := backupDestination(env, prof.DestinationPath)
 	if err != nil {
 		return err

@@ -121,7 +121,7 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 		return err
 	}
 	// Bounded memory: two chunks in flight and their key derivations.
-	debug.SetMemoryLimit(2*(backup.DefaultChunkSize+backup.ScryptOverhead) + 2*int64(arch.Params.Memory()) + 128<<20)
+	debug.SetMemoryLimit(2*(backup.DefaultChunkSize+backup.ScryptOverhead) + int64(arch.Params.Memory()) + 32<<20)
 	if env.Verbosity() >= 2 && arch.Params.LogN != 0 {
 		fmt.Fprintf(env.IO.Err, "backup format %d, scrypt parameters of its header: logN=%d r=%d p=%d\n",
 			arch.Header.Version, arch.Params.LogN, arch.Params.R, arch.Params.P)

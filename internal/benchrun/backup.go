@@ -122,6 +122,10 @@ id=20260101T000000-1
 printf 'version=4\nencrypted=True\ncompressed=True\ncompression-filter=gzip\nhmac-algorithm=scrypt\nbackup-id=%s\n' $id > backup-header
 echo "backup-header!$pass" | scrypt enc --logN 17 -r 8 -p 1 -P backup-header backup-header.hmac
 tar -cO --posix backup-header backup-header.hmac > "$out"
+cp "$4" qubes.xml
+tar -c qubes.xml | gzip > qubes.xml.000
+echo "$id!qubes.xml.000!$pass" | scrypt enc --logN 17 -r 8 -p 1 -P qubes.xml.000 qubes.xml.000.enc
+tar -cO --posix qubes.xml.000.enc >> "$out"
 mkdir -p vm1
 tar -Pc --sparse -C "$(dirname "$src")" --xform="s:^private.img:vm1/\0:" private.img | gzip | split -b 100M -d -a 3 - vm1/private.img.
 for f in $(ls vm1/ | sort -V); do
@@ -136,6 +140,10 @@ const refRestoreScript = `set -e +H
 in=$1; pass=$2
 id=20260101T000000-1
 tar -i -xf "$in"
+echo "backup-header!$pass" | scrypt dec -P backup-header.hmac backup-header.verified
+cmp -s backup-header backup-header.verified
+echo "$id!qubes.xml.000!$pass" | scrypt dec -P qubes.xml.000.enc | gzip -d | tar -x
+rm qubes.xml.000.enc
 for f in $(ls vm1/*.enc | sort -V); do
   echo "$id!${f%.enc}!$pass" | scrypt dec -P "$f" "${f%.enc}"
   rm "$f"
@@ -158,7 +166,19 @@ func benchBackupVolume(r *runner, i int, title string, size int64, fill func(*os
 	if _, err := runTimed(env, dir, r.qvm, "init", "--reflink", "no"); err != nil {
 		return "", err
 	}
-	if _, err := runTimed(env, dir, r.qvm, "create", "-C", "StandaloneVM", "-l", "red", "big"); err != nil {
+	// An AppVM: only its private volume is saved (its template is not
+	// part of the backup and exists on the restoring host too).
+	for _, e := range [][]string{env, denvFor(dir)} {
+		if e[0] != env[0] {
+			if _, err := runTimed(e, dir, r.qvm, "init", "--reflink", "no"); err != nil {
+				return "", err
+			}
+		}
+		if _, err := runTimed(e, dir, r.qvm, "create", "-C", "TemplateVM", "-l", "black", "tpl"); err != nil {
+			return "", err
+		}
+	}
+	if _, err := runTimed(env, dir, r.qvm, "create", "-l", "red", "-t", "tpl", "big"); err != nil {
 		return "", err
 	}
 	img := filepath.Join(src, "appvms", "big", "private.img")
@@ -183,15 +203,12 @@ func benchBackupVolume(r *runner, i int, title string, size int64, fill func(*os
 	}
 	refDir := filepath.Join(dir, "ref")
 	os.MkdirAll(refDir, 0o755)
-	rb, err := runTimed(nil, refDir, "bash", "-c", refBackupScript, "bash", img, filepath.Join(dir, "ref.backup"), "bench passphrase")
+	rb, err := runTimed(nil, refDir, "bash", "-c", refBackupScript, "bash", img, filepath.Join(dir, "ref.backup"), "bench passphrase", filepath.Join(src, "qubes.xml"))
 	if err != nil {
 		return "", err
 	}
 	dst := filepath.Join(dir, "dst")
-	denv := []string{"QVM_STATE_DIR=" + dst, "QVM_CONFIG=/nonexistent", "QVM_RUN_DIR=" + filepath.Join(dir, "run2")}
-	if _, err := runTimed(denv, dir, r.qvm, "init", "--reflink", "no"); err != nil {
-		return "", err
-	}
+	denv := denvFor(dir)
 	qr, err := runTimed(denv, dir, r.qvm, "restore", "-q", "-p", pw, filepath.Join(dir, "qvm.backup"))
 	if err != nil {
 		return "", err
@@ -200,7 +217,6 @@ func benchBackupVolume(r *runner, i int, title string, size int64, fill func(*os
 	if !sameFile(img, restored) {
 		return "", fmt.Errorf("qvm restore of %s: data differs", title)
 	}
-	os.RemoveAll(dst)
 	refOut := filepath.Join(dir, "refrestore")
 	os.MkdirAll(refOut, 0o755)
 	rr, err := runTimed(nil, refOut, "bash", "-c", refRestoreScript, "bash", filepath.Join(dir, "ref.backup"), "bench passphrase")
@@ -219,6 +235,10 @@ func benchBackupVolume(r *runner, i int, title string, size int64, fill func(*os
 	out := row("backup", qb, rb) + row("restore", qr, rr)
 	out += fmt.Sprintf("| %s | archive size | %.1f MiB | %.1f MiB | | | |\n", title, float64(qs.Size())/(1<<20), float64(rs.Size())/(1<<20))
 	return out, nil
+}
+
+func denvFor(dir string) []string {
+	return []string{"QVM_STATE_DIR=" + filepath.Join(dir, "dst"), "QVM_CONFIG=/nonexistent", "QVM_RUN_DIR=" + filepath.Join(dir, "run2")}
 }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
