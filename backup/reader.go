@@ -304,7 +304,7 @@ func (a *Archive) Extract(ctx context.Context, want func(dir string) bool, open 
 				return formatErr("%s appears twice in the archive", m.file)
 			}
 			seen[m.file] = true
-			cur = startInner(m.file, a.filter(), open, pool)
+			cur = startInner(m.file, a.filter(), open, pool, nil)
 		} else if cur == nil || cur.name != m.file || m.idx != cur.next {
 			exp := "a .000 chunk"
 			if cur != nil {
@@ -392,7 +392,7 @@ type innerJob struct {
 	once  sync.Once
 }
 
-func startInner(name, filter string, open OpenFunc, pool *bufPool) *innerJob {
+func startInner(name, filter string, open OpenFunc, pool *bufPool, decrypt func(io.Reader) io.Reader) *innerJob {
 	pr, pw := io.Pipe()
 	j := &innerJob{name: name, pw: pw, feedc: make(chan [2][]byte, 1), done: make(chan error, 1), pool: pool}
 	go func() {
@@ -410,7 +410,16 @@ func startInner(name, filter string, open OpenFunc, pool *bufPool) *innerJob {
 		pw.Close()
 	}()
 	go func() {
-		err := untarInner(pr, filter, name, open)
+		var in io.Reader = pr
+		if decrypt != nil {
+			in = decrypt(pr)
+		}
+		var err error
+		if strings.HasSuffix(name, "/.") {
+			err = untarDir(in, filter, strings.TrimSuffix(name, "."), open)
+		} else {
+			err = untarInner(in, filter, name, open)
+		}
 		if err != nil {
 			pr.CloseWithError(err)
 		} else {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -75,6 +76,7 @@ type restoreItem struct {
 	excluded bool
 	// dropNetvm: the netvm is missing and --ignore-missing resets it
 	dropNetvm bool
+	index     int // names staged files
 	// staged files: archive file name (private.img, firewall.xml) -> path
 	staged map[string]string
 }
@@ -184,8 +186,9 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 	counted.progress = bar.Add
 	dataBytes := map[string]int64{}
 	open := func(name string, size int64) (io.WriteCloser, error) {
-		dir, file, _ := strings.Cut(name, "/")
-		it := byDir[dir+"/"]
+		cut := strings.LastIndexByte(name, '/') + 1
+		dir, file := name[:cut], name[cut:]
+		it := byDir[dir]
 		if it == nil {
 			return nil, nil
 		}
@@ -201,7 +204,7 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 		if o.verifyOnly {
 			return nopWriteCloser{io.Discard}, nil
 		}
-		p := filepath.Join(staging, fmt.Sprintf("%s-%s", strings.TrimSuffix(it.dir, "/"), file))
+		p := filepath.Join(staging, fmt.Sprintf("%d-%s", it.index, file))
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return nil, err
@@ -246,7 +249,14 @@ func restoreFileKind(src *core.Domain, file string) string {
 		return file
 	}
 	if vol, ok := strings.CutSuffix(file, ".img"); ok {
-		if v := src.Volume(vol); v != nil && v.SaveOnStop {
+		if v := src.Volume(vol); v != nil {
+			if v.SaveOnStop {
+				return "volume"
+			}
+			return ""
+		}
+		// No volume config (format 3): the class's saved volumes.
+		if vol == "private" || vol == "root" && (src.Class == "TemplateVM" || src.Class == "StandaloneVM") {
 			return "volume"
 		}
 	}
@@ -274,7 +284,7 @@ func planRestore(ctx context.Context, env *Env, o restoreOptions, bapp *core.App
 		if s, ok := d.Feature("backup-size"); ok {
 			fmt.Sscan(s, &size)
 		}
-		it := &restoreItem{src: d, name: d.Name(), newName: d.Name(), dir: path, size: size, staged: map[string]string{}}
+		it := &restoreItem{src: d, name: d.Name(), newName: d.Name(), dir: path, size: size, staged: map[string]string{}, index: len(items)}
 		if d.HasTemplate() {
 			if t, ok := d.Explicit("template"); ok {
 				it.template = t.S
@@ -378,17 +388,11 @@ func planRestore(ctx context.Context, env *Env, o restoreOptions, bapp *core.App
 	return items, err
 }
 
-func validBackupDir(p string) bool {
-	if !strings.HasPrefix(p, "vm") || !strings.HasSuffix(p, "/") || len(p) < 4 {
-		return false
-	}
-	for _, c := range p[2 : len(p)-1] {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
+// validBackupDir: vmN/ (format 4, mangled format 3) or the qube's own
+// directory (unencrypted format 3).
+var backupDirRE = regexp.MustCompile(`^(vm[0-9]+|(appvms|vm-templates|servicevms)/[A-Za-z0-9][A-Za-z0-9_.-]*)/$`)
+
+func validBackupDir(p string) bool { return backupDirRE.MatchString(p) && !strings.Contains(p, "..") }
 
 func containsString(list []string, s string) bool {
 	for _, x := range list {
