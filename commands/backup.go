@@ -169,7 +169,14 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 		return err
 	}
 	defer plan.close()
-	fmt.Fprint(env.IO.Out, backupSummary(plan.rows, plan.notSelected))
+	summaryTo := env.IO.Out
+	if prof.DestinationPath == "-" {
+		summaryTo = env.IO.Err // stdout carries the backup itself
+		if o.passphraseFile == "" && prof.PassphraseText == "" && !env.IO.InIsTTY {
+			return usagef("backup to standard output needs --passphrase-file FILE or a terminal")
+		}
+	}
+	fmt.Fprint(summaryTo, backupSummary(plan.rows, plan.notSelected))
 	if plan.dom0Skipped {
 		env.warnf(env.progFor("qvm backup"), "dom0's home directory is not backed up by qvm (back it up with tar)")
 	}

@@ -93,6 +93,9 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 		return usagef("--paranoid-mode needs a DisposableVM and qrexec, which qvm does not have")
 	}
 	prog := env.progFor("qvm restore")
+	if location == "-" && o.passphraseFile == "-" {
+		return usagef("the backup and the passphrase can not both come from standard input")
+	}
 	pass, err := readPassphrase(env, passphraseSource{file: o.passphraseFile,
 		prompt: "Please enter the passphrase to verify and (if encrypted) decrypt the backup: "})
 	if err != nil {
