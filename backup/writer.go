@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -408,6 +409,9 @@ func (k *kdfPool) get(pass string) *future {
 		}
 		defer func() { <-k.sem }()
 		f.key, f.err = NewKey([]byte(pass), k.params)
+		// Each derivation leaves 128·r·N bytes of garbage: hand it back
+		// now rather than let the heap hold two of them next to the chunks.
+		debug.FreeOSMemory()
 	}()
 	return f
 }
