@@ -187,7 +187,6 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 	}
 	bar := newProgress(env, mode, "Restoring...", total)
 	counted.progress = bar.Add
-	dataBytes := map[string]int64{}
 	open := func(name string, size int64) (io.WriteCloser, error) {
 		cut := strings.LastIndexByte(name, '/') + 1
 		dir, file := name[:cut], name[cut:]
@@ -200,9 +199,18 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 		if kind == "" {
 			return nil, nil // no handler: ignored, as the stock restore does
 		}
-		dataBytes[it.dir] += size
-		if !o.ignoreSizeLimit && kind != "volume" && size > 16<<20 {
-			return nil, fmt.Errorf("%s is %d bytes; refusing it (--ignore-size-limit)", name, size)
+		// A crafted size must not make the restore write (or scan) without
+		// bound: a volume may be as large as its config in the backup says,
+		// other files 16 MiB.
+		limit := int64(16 << 20)
+		if kind == "volume" {
+			limit = 16 << 40
+			if v := it.src.Volume(strings.TrimSuffix(file, ".img")); v != nil && v.Size > 0 {
+				limit = v.Size
+			}
+		}
+		if !o.ignoreSizeLimit && size > limit {
+			return nil, fmt.Errorf("%s is %d bytes, more than the %d the backup's qubes.xml allows; if you believe this is ok, use --ignore-size-limit option", name, size, limit)
 		}
 		if o.verifyOnly {
 			return nopWriteCloser{io.Discard}, nil
@@ -523,6 +531,9 @@ func handleBroken(env *Env, prog string, o restoreOptions, items []*restoreItem)
 		switch {
 		case o.skipBroken:
 			say(fmt.Sprintf("Skipping broken entries: VMs that depend on missing %s will NOT be restored.", k.what))
+		case o.ignoreMissing:
+			// Only where no default exists either: those qubes are left out.
+			say(fmt.Sprintf("Ignoring missing entries: VMs that depend on missing %s will have default value assigned.", k.what))
 		default:
 			return &ExitError{Code: 1, Msg: "Install them before proceeding with the restore.Or pass: --skip-broken or --ignore-missing."}
 		}
