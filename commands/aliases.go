@@ -18,6 +18,7 @@ var aliases = map[string][]string{
 	"qvm-tags":     {"tags"},
 	"qvm-check":    {"check"},
 	"qvm-pool":     {"pool"},
+	"qvm-firewall": {"firewall"},
 }
 
 func aliasVerb(base string) ([]string, bool) {

@@ -122,7 +122,12 @@ func usageLine(use, prog string) string {
 	if len(parts) < skip {
 		return prog
 	}
-	return strings.Join(append([]string{prog}, parts[skip:]...), " ")
+	rest := parts[skip:]
+	// A nested command (qvm firewall export) is already named by prog.
+	if len(rest) > 0 && strings.HasSuffix(prog, " "+rest[0]) {
+		rest = rest[1:]
+	}
+	return strings.Join(append([]string{prog}, rest...), " ")
 }
 
 func isCobraUsage(err error) bool {
