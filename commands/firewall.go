@@ -523,8 +523,11 @@ func (h hostsTable) LookupNetIP(_ context.Context, network, host string) ([]neti
 			out = append(out, a)
 		}
 	}
+	if len(h[host]) == 0 {
+		return nil, fmt.Errorf("not in the --hosts file")
+	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no %s address for %s in the --hosts file", network, host)
+		return nil, fmt.Errorf("no %s address in the --hosts file", network)
 	}
 	return out, nil
 }

@@ -258,6 +258,8 @@ func nftRule(r Rule, fam int, c *Client, lookup func(string) ([2][]netip.Addr, e
 			ports = r.portRange()
 		}
 		m = append(m, r.Proto+" dport "+ports)
+	case r.HasICMP:
+		// "icmp type N" matches the protocol itself.
 	case r.Proto == "icmp" && fam == 6:
 		m = append(m, "meta l4proto ipv6-icmp")
 	case r.Proto != "":
