@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/core/firewall"
 )
 
 type cloneOptions struct {
@@ -54,8 +55,13 @@ func runClone(ctx context.Context, env *Env, o cloneOptions, src, dst string) er
 		if o.class != "" && !slices.Contains(core.CreatableClasses(), o.class) {
 			return usagef("no such domain class: '%s'", o.class)
 		}
-		if _, err := app.Clone(s, dst, core.CloneOpts{Class: o.class, Volumes: core.VolumeOpts{Pool: o.pool, Pools: pools}}); err != nil {
+		d, err := app.Clone(s, dst, core.CloneOpts{Class: o.class, Volumes: core.VolumeOpts{Pool: o.pool, Pools: pools}})
+		if err != nil {
 			return fmt.Errorf("%w", err)
+		}
+		// The rules go with the copy before qubes.xml names it: it never runs on the default accept.
+		if err := firewall.Copy(app.VMDir(s), app.VMDir(d), env.Now()); err != nil {
+			return firewallError(err)
 		}
 		return nil
 	})

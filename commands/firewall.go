@@ -16,6 +16,7 @@ import (
 
 	"github.com/qvm-dev/qvm/core"
 	"github.com/qvm-dev/qvm/core/firewall"
+	"github.com/qvm-dev/qvm/core/store"
 )
 
 type firewallOptions struct {
@@ -530,4 +531,38 @@ func (h hostsTable) LookupNetIP(_ context.Context, network, host string) ([]neti
 		return nil, fmt.Errorf("no %s address in the --hosts file", network)
 	}
 	return out, nil
+}
+
+// removingFirewalls runs a removal, then deletes the firewall.xml of every
+// qube it removed, once qubes.xml no longer lists it (a crash in between
+// leaves an unused file, never a qube without its rules). A name taken
+// again meanwhile keeps its file.
+func removingFirewalls(ctx context.Context, env *Env, remove func() error) error {
+	dirs := map[string]string{}
+	_ = env.view(ctx, func(app *core.App) error {
+		for _, d := range app.Domains() {
+			dirs[d.Name()] = app.VMDir(d)
+		}
+		return nil
+	})
+	rerr := remove()
+	err := env.update(ctx, func(app *core.App) error {
+		for name, dir := range dirs {
+			if _, err := app.Domain(name); err == nil {
+				continue
+			}
+			if err := firewall.Remove(dir); err != nil {
+				env.warnf(env.progFor("qvm remove"), "%v", err)
+			}
+		}
+		return nil
+	})
+	if rerr != nil {
+		return rerr
+	}
+	var me *store.MissingError
+	if errors.As(err, &me) {
+		return nil
+	}
+	return err
 }
