@@ -219,6 +219,12 @@ func runFirewall(ctx context.Context, env *Env, o firewallOptions, args []string
 				at = o.before
 			}
 			rules = append(rules[:at], append([]firewall.Rule{rule}, rules[at:]...)...)
+			for i := 0; i < at; i++ {
+				if rules[i].MatchesAll() {
+					env.warnf(env.progFor("qvm firewall"), "note: rule %d '%s' matches all traffic, so the new rule %d never applies (see --before)", i, rules[i].String(), at)
+					break
+				}
+			}
 		case "del":
 			at := o.ruleNo
 			if len(rest) > 0 {

@@ -32,6 +32,16 @@ run "$QVM" ls --tree --fields name,netvm,ip
 run "$QVM" check --networked work work-copy
 run "$QVM" remove --force work-copy
 run "$QVM" ls --raw-list
+# --- firewall ---
+run "$QVM" firewall work add --before 0 drop proto=icmp
+run "$QVM" firewall work add accept 192.168.1.0/24 tcp 22 'comment=LAN ssh' expire=+3600
+run "$QVM" firewall work
+run "$QVM" firewall export work --format qubesdb
+run "$QVM" firewall export --netvm sys-firewall --format nft
+if command -v nft >/dev/null && [ "$(id -u)" = 0 ]; then
+  "$QVM" firewall export --netvm sys-firewall --format nft | nft -c -f - && echo "nft -c accepts the ruleset"
+fi
+test "$("$QVM" firewall work --raw | head -1)" = "action=drop proto=icmp"
 # Verify: the state loads, and what was set is there.
 test "$("$QVM" prefs work memory)" = 800
 test "$("$QVM" service work cups)" = on

@@ -448,3 +448,9 @@ func isKey(k string) bool {
 	}
 	return false
 }
+
+// MatchesAll tells whether the rule matches all traffic (no destination,
+// protocol or special target): rules after it never apply.
+func (r *Rule) MatchesAll() bool {
+	return (r.DstKind == DstNone || r.zeroPrefix()) && r.Proto == "" && r.SpecialTarget == ""
+}
