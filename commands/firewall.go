@@ -158,7 +158,7 @@ func runFirewall(ctx context.Context, env *Env, o firewallOptions, args []string
 			if err != nil {
 				return err
 			}
-			rules, _, err := firewall.Load(app.VMDir(d))
+			rules, err := qubeRules(app, d)
 			if err != nil {
 				return err
 			}
@@ -202,7 +202,7 @@ func runFirewall(ctx context.Context, env *Env, o firewallOptions, args []string
 			return err
 		}
 		dir := app.VMDir(d)
-		all, _, err := firewall.Load(dir)
+		all, err := qubeRules(app, d)
 		if err != nil {
 			return err
 		}
@@ -468,9 +468,7 @@ func runFirewallExport(ctx context.Context, env *Env, o exportOptions, args []st
 	return nil
 }
 
-// exportClient gathers what the netvm needs about d. A DispVM without a
-// file of its own uses its template's rules (the reference copies them in
-// memory when it starts).
+// exportClient gathers what the netvm needs about d.
 func exportClient(app *core.App, d *core.Domain) (firewall.Client, error) {
 	get := func(name string) string {
 		if v, err := app.Get(d, name); err == nil && !v.None {
@@ -480,21 +478,25 @@ func exportClient(app *core.App, d *core.Domain) (firewall.Client, error) {
 	}
 	c := firewall.Client{Name: d.Name(), IP: get("ip"), IP6: get("ip6"), VisibleIP: get("visible_ip"),
 		VisibleIP6: get("visible_ip6"), VisibleGateway: get("visible_gateway"), DNS: strings.Fields(get("dns"))}
+	rules, err := qubeRules(app, d)
+	c.Rules = rules
+	return c, err
+}
+
+// qubeRules are d's rules as stored. A DispVM without a file of its own has
+// its template's (the reference copies them in memory when it starts).
+func qubeRules(app *core.App, d *core.Domain) ([]firewall.Rule, error) {
 	rules, exists, err := firewall.Load(app.VMDir(d))
-	if err != nil {
-		return c, err
+	if err != nil || exists || d.Class != "DispVM" {
+		return rules, err
 	}
-	if !exists && d.Class == "DispVM" {
-		if t, err := app.Get(d, "template"); err == nil && !t.None {
-			if td, err := app.Domain(t.S); err == nil {
-				if rules, _, err = firewall.Load(app.VMDir(td)); err != nil {
-					return c, err
-				}
-			}
+	if t, err := app.Get(d, "template"); err == nil && !t.None {
+		if td, err := app.Domain(t.S); err == nil {
+			rules, _, err = firewall.Load(app.VMDir(td))
+			return rules, err
 		}
 	}
-	c.Rules = rules
-	return c, nil
+	return rules, nil
 }
 
 // hostsTable resolves names from an /etc/hosts-format file.

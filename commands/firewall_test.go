@@ -3,7 +3,9 @@ package commands
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -39,5 +41,39 @@ func TestFirewallExpiryMovesWithTheClock(t *testing.T) {
 	clock = clock.Add(31 * time.Second)
 	if got := run("firewall", "work", "--raw"); got != "action=accept\n" {
 		t.Errorf("after 61 s the rule should be gone:\n%s", got)
+	}
+}
+
+// 30 processes add a rule each to the same qube at once: no rule is lost,
+// and the file stays valid.
+func TestFirewallConcurrentAdds(t *testing.T) {
+	dir := t.TempDir()
+	runQvm(t, dir, "init", "--reflink", "no")
+	runQvm(t, dir, "create", "-C", "StandaloneVM", "-l", "red", "work")
+	const n = 30
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if out, err := qvmProc(dir, "firewall", "work", "add", "accept", fmt.Sprintf("10.0.0.%d", i), "tcp", "22").CombinedOutput(); err != nil {
+				errs <- fmt.Errorf("add %d: %v %s", i, err, out)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	raw := runQvm(t, dir, "firewall", "work", "--raw")
+	for i := 0; i < n; i++ {
+		if !strings.Contains(raw, fmt.Sprintf("dst4=10.0.0.%d/32 ", i)) {
+			t.Errorf("rule %d lost:\n%s", i, raw)
+		}
+	}
+	if got := strings.Count(raw, "\n"); got != n+1 {
+		t.Errorf("%d rules, want %d", got, n+1)
 	}
 }
