@@ -401,6 +401,9 @@ func runFirewallExport(ctx context.Context, env *Env, o exportOptions, args []st
 				return err
 			}
 			netvm = n.Name()
+			if v, err := app.Get(n, "provides_network"); err != nil || !v.Bool() {
+				return &firewall.Error{Msg: fmt.Sprintf("%s does not provide network (provides_network is False)", netvm)}
+			}
 			for _, d := range app.Domains() {
 				if v, err := app.Get(d, "netvm"); err == nil && !v.None && v.S == netvm && d != n && hasFirewall(d) {
 					doms = append(doms, d)
