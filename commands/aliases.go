@@ -19,6 +19,7 @@ var aliases = map[string][]string{
 	"qvm-check":    {"check"},
 	"qvm-pool":     {"pool"},
 	"qvm-firewall": {"firewall"},
+	"qvm-volume":   {"volume"},
 }
 
 func aliasVerb(base string) ([]string, bool) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/qvm-dev/qvm/core"
 	"github.com/qvm-dev/qvm/core/firewall"
+	"github.com/qvm-dev/qvm/storage"
 )
 
 type cloneOptions struct {
@@ -59,9 +60,24 @@ func runClone(ctx context.Context, env *Env, o cloneOptions, src, dst string) er
 		if err != nil {
 			return fmt.Errorf("%w", err)
 		}
-		// The rules go with the copy before qubes.xml names it: it never runs on the default accept.
-		if err := firewall.Copy(app.VMDir(s), app.VMDir(d), env.Now()); err != nil {
-			return firewallError(err)
+		// New volumes, then the data of the save_on_stop ones (reflink
+		// within a filesystem, a thin snapshot within a thin pool, else
+		// streamed). On failure all of it goes and qubes.xml is not written.
+		st := storage.Open(app, env.storageOptions())
+		err = st.Create(ctx, d)
+		if err == nil {
+			err = st.Clone(ctx, s, d)
+		}
+		if err == nil {
+			// The rules go with the copy before qubes.xml names it: it never runs on the default accept.
+			err = firewallError(firewall.Copy(app.VMDir(s), app.VMDir(d), env.Now()))
+		}
+		if err != nil {
+			// Remove takes the qube directory too, with anything put there.
+			if rerr := st.Remove(ctx, d); rerr != nil {
+				env.warnf(env.progFor("qvm clone"), "cleanup of %s: %v", dst, rerr)
+			}
+			return err
 		}
 		return nil
 	})

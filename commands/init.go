@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/storage"
 )
 
 type initOptions struct {
@@ -23,7 +23,9 @@ func newInitCmd(env *Env) *cobra.Command {
 		Short: "Create a fresh qubes.xml and state directory",
 		Long: `Creates the state directory with the initial state of a fresh Qubes
 install: the eight standard labels, dom0, the varlibqubes pool (file-reflink
-when the filesystem supports reflinks, else file) and the linux-kernel pool.`,
+when the filesystem supports reflinks, else file) and the linux-kernel pool.
+--reflink yes insists on file-reflink and fails, as the pool's set-up check
+does, on a filesystem without reflinks.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runInit(cmd.Context(), env, o) },
 	}
@@ -41,8 +43,13 @@ func runInit(ctx context.Context, env *Env, o initOptions) error {
 	var reflink bool
 	switch o.reflink {
 	case "auto":
-		reflink = probeReflink(dir)
+		reflink = storage.ReflinkSupported(dir)
 	case "yes":
+		// The pool's own set-up check: refuse a filesystem without reflinks.
+		p := &core.PoolConfig{Name: "varlibqubes", Driver: "file-reflink", Opts: []core.Opt{{Key: "dir_path", Value: dir}}}
+		if err := storage.Setup(ctx, p, env.storageOptions()); err != nil {
+			return err
+		}
 		reflink = true
 	case "no":
 	default:
@@ -59,25 +66,4 @@ func runInit(ctx context.Context, env *Env, o initOptions) error {
 	driver := app.Pool("varlibqubes").Driver
 	fmt.Fprintf(env.IO.Out, "Initialized Qubes state in %s (pool varlibqubes: %s)\n", dir, driver)
 	return nil
-}
-
-// probeReflink tries FICLONE between two temp files in dir, as the
-// reference does before choosing the file-reflink driver.
-func probeReflink(dir string) bool {
-	src, err := os.CreateTemp(dir, ".reflink-probe-")
-	if err != nil {
-		return false
-	}
-	defer os.Remove(src.Name())
-	defer src.Close()
-	if _, err := src.Write([]byte("foo")); err != nil {
-		return false
-	}
-	dst, err := os.CreateTemp(dir, ".reflink-probe-")
-	if err != nil {
-		return false
-	}
-	defer os.Remove(dst.Name())
-	defer dst.Close()
-	return unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())) == nil
 }

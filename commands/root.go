@@ -54,6 +54,7 @@ options; invoked as qvm-prefs, qvm-ls, ... it behaves as that tool.`,
 		newCheckCmd(env),
 		newPoolCmd(env),
 		newFirewallCmd(env),
+		newVolumeCmd(env),
 		newGenDocsCmd(env, root),
 	)
 	return root

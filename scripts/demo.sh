@@ -32,6 +32,13 @@ run "$QVM" ls --tree --fields name,netvm,ip
 run "$QVM" check --networked work work-copy
 run "$QVM" remove --force work-copy
 run "$QVM" ls --raw-list
+# --- storage ---
+run "$QVM" volume list work fedora-41
+run "$QVM" volume info work:private
+run "$QVM" volume resize work:private 4GiB
+run "$QVM" volume info work:private size
+test "$("$QVM" volume info work:private size)" = 4294967296
+test -f "$STATE/appvms/work/private.img"
 # --- firewall ---
 run "$QVM" firewall work add --before 0 drop proto=icmp
 run "$QVM" firewall work add accept 192.168.1.0/24 tcp 22 'comment=LAN ssh' expire=+3600
