@@ -21,6 +21,7 @@ var aliases = map[string][]string{
 	"qvm-volume":         {"volume"},
 	"qvm-backup":         {"backup"},
 	"qvm-backup-restore": {"restore"},
+	"qvm-firewall":       {"firewall"},
 }
 
 func aliasVerb(base string) ([]string, bool) {

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/core/firewall"
 	"github.com/qvm-dev/qvm/storage"
 )
 
@@ -63,10 +64,16 @@ func runClone(ctx context.Context, env *Env, o cloneOptions, src, dst string) er
 		// within a filesystem, a thin snapshot within a thin pool, else
 		// streamed). On failure all of it goes and qubes.xml is not written.
 		st := storage.Open(app, env.storageOptions())
-		if err := st.Create(ctx, d); err != nil {
-			return err
+		err = st.Create(ctx, d)
+		if err == nil {
+			err = st.Clone(ctx, s, d)
 		}
-		if err := st.Clone(ctx, s, d); err != nil {
+		if err == nil {
+			// The rules go with the copy before qubes.xml names it: it never runs on the default accept.
+			err = firewallError(firewall.Copy(app.VMDir(s), app.VMDir(d), env.Now()))
+		}
+		if err != nil {
+			// Remove takes the qube directory too, with anything put there.
 			if rerr := st.Remove(ctx, d); rerr != nil {
 				env.warnf(env.progFor("qvm clone"), "cleanup of %s: %v", dst, rerr)
 			}

@@ -25,7 +25,9 @@ func newRemoveCmd(env *Env) *cobra.Command {
 		Long: `Removes qubes after a confirmation (skip it with -f). A qube that others
 depend on (template, netvm, global defaults, …) is not removed; the
 dependencies are listed.`,
-		RunE:              func(cmd *cobra.Command, args []string) error { return runRemove(cmd.Context(), env, o, args) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return removingFirewalls(cmd.Context(), env, func() error { return runRemove(cmd.Context(), env, o, args) })
+		},
 		ValidArgsFunction: completeVMs(env, func(d *core.Domain) bool { return d.Class != "AdminVM" }),
 	}
 	o.sel.addFlags(env, cmd)

@@ -55,6 +55,7 @@ options; invoked as qvm-prefs, qvm-ls, ... it behaves as that tool.`,
 		newPoolCmd(env),
 		newBackupCmd(env),
 		newRestoreCmd(env),
+		newFirewallCmd(env),
 		newVolumeCmd(env),
 		newGenDocsCmd(env, root),
 	)

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -18,10 +19,10 @@ func TestMain(m *testing.M) {
 		os.Exit(Main(append([]string{"qvm"}, os.Args[1:]...), StdIO()))
 	}
 	cmds := map[string]func(){
-		"qvm": func() { os.Exit(Main(os.Args, StdIO())) },
+		"qvm": func() { os.Exit(MainContext(context.Background(), os.Args, StdIO(), scriptClock())) },
 	}
 	for _, a := range AliasNames() {
-		cmds[a] = func() { os.Exit(Main(os.Args, StdIO())) }
+		cmds[a] = func() { os.Exit(MainContext(context.Background(), os.Args, StdIO(), scriptClock())) }
 	}
 	testscript.Main(m, cmds)
 }

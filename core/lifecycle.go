@@ -323,7 +323,9 @@ func (a *App) Clone(src *Domain, name string, o CloneOpts) (*Domain, error) {
 	}
 	label, _ := a.Get(src, "label")
 	tpl := ""
-	if src.HasTemplate() {
+	// A clone into a class without a template (e.g. AppVM to StandaloneVM)
+	// takes no template; its volumes are copied, not snapshotted.
+	if src.HasTemplate() && (&Domain{Class: class}).HasTemplate() {
 		if t, err := a.Get(src, "template"); err == nil && !t.None {
 			tpl = t.S
 		}

@@ -39,6 +39,16 @@ run "$QVM" volume resize work:private 4GiB
 run "$QVM" volume info work:private size
 test "$("$QVM" volume info work:private size)" = 4294967296
 test -f "$STATE/appvms/work/private.img"
+# --- firewall ---
+run "$QVM" firewall work add --before 0 drop proto=icmp
+run "$QVM" firewall work add accept 192.168.1.0/24 tcp 22 'comment=LAN ssh' expire=+3600
+run "$QVM" firewall work
+run "$QVM" firewall export work --format qubesdb
+run "$QVM" firewall export --netvm sys-firewall --format nft
+if command -v nft >/dev/null && [ "$(id -u)" = 0 ]; then
+  "$QVM" firewall export --netvm sys-firewall --format nft | nft -c -f - && echo "nft -c accepts the ruleset"
+fi
+test "$("$QVM" firewall work --raw | head -1)" = "action=drop proto=icmp"
 # --- backup ---
 # Some data in work's private volume, a backup of work and its template
 # (progress bar on a terminal), a restore into a fresh state dir, and the
@@ -54,6 +64,7 @@ run env QVM_STATE_DIR="$STATE/restored" "$QVM" restore -p "$STATE/pw" "$BACKUP"
 run env QVM_STATE_DIR="$STATE/restored" "$QVM" ls
 cmp "$STATE/appvms/work/private.img" "$STATE/restored/appvms/work/private.img"
 test "$(QVM_STATE_DIR="$STATE/restored" "$QVM" prefs work memory)" = 800
+test "$(QVM_STATE_DIR="$STATE/restored" "$QVM" firewall work --raw | head -1)" = "action=drop proto=icmp"
 # Verify: the state loads, and what was set is there.
 test "$("$QVM" prefs work memory)" = 800
 test "$("$QVM" service work cups)" = on

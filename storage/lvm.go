@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/internal/failpoint"
 )
 
 // lvmDriver is lvm_thin (§7): one thin LV per committed state, -snap for
@@ -217,6 +218,9 @@ func (d *lvmDriver) commit(ctx context.Context, v *Volume, x string, keepX bool)
 		if err := d.rename(ctx, vid, fmt.Sprintf("%s-%d-back", vid, secs)); err != nil {
 			return err
 		}
+	}
+	if err := failpoint.Hit(FailpointCommit); err != nil {
+		return err
 	}
 	var err error
 	if keepX {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/internal/failpoint"
 )
 
 // reflinkDriver is file-reflink (spec/storage.md §6): plain image files on
@@ -331,6 +332,9 @@ func (d *reflinkDriver) commit(ctx context.Context, v *Volume, p reflinkPaths, f
 	f.Close()
 	if serr != nil {
 		return serr
+	}
+	if err := failpoint.Hit(FailpointCommit); err != nil {
+		return err
 	}
 	return d.withPrecache(ctx, v, p, func() error { return renameFile(from, p.clean) })
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/internal/failpoint"
 )
 
 // Options configure a Storage; the zero value is the real system.
@@ -366,6 +367,9 @@ func (s *Storage) Create(ctx context.Context, d *core.Domain) error {
 				break
 			}
 			made = append(made, v)
+			if err = failpoint.Hit(FailpointCreate); err != nil {
+				break
+			}
 		}
 		if err != nil {
 			for _, v := range made {
@@ -406,6 +410,9 @@ func (s *Storage) Remove(ctx context.Context, d *core.Domain) error {
 			if first == nil {
 				first = err
 			}
+		}
+		if err := failpoint.Hit(FailpointRemove); err != nil {
+			return err
 		}
 	}
 	if err := os.RemoveAll(dir); err != nil && first == nil {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/internal/failpoint"
 )
 
 // Volume is one volume of a qube: its saved config, its pool and, for a
@@ -220,6 +221,9 @@ func (v *Volume) Import(ctx context.Context, r io.Reader, size int64) error {
 		return err
 	}
 	werr := copyExact(ctx, p, r, size)
+	if werr == nil {
+		werr = failpoint.Hit(FailpointImport)
+	}
 	if err := v.drv.ImportEnd(ctx, v, werr == nil); err != nil && werr == nil {
 		werr = err
 	}

@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -33,7 +32,7 @@ func main() {
 	out := flag.String("out", "BENCHMARKS.md", "file to write")
 	qvm := flag.String("qvm", "bin/qvm", "qvm binary to measure")
 	reps := flag.Int("reps", 30, "repetitions per measurement")
-	only := flag.String("section", "", "run only the sections whose title contains this")
+	only := flag.String("only", "", "run only the sections whose title contains this")
 	flag.Parse()
 	tmp, err := os.MkdirTemp("", "qvm-bench-")
 	if err != nil {
@@ -47,7 +46,7 @@ func main() {
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %s RAM, %s, %s.\n\n", cpuModel(), runtime.NumCPU(), memTotal(), runtime.Version(), kernel())
 	fmt.Fprintf(&b, "Times are the median of %d runs of the whole process (start-up included); RSS is the largest peak resident set of those runs.\n\n", *reps)
 	for _, s := range sections {
-		if !strings.Contains(s.title, *only) {
+		if *only != "" && !strings.Contains(s.title, *only) {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s\n", s.title)
@@ -68,28 +67,39 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-// measure runs the command reps times; argsFor gives the arguments of run i.
 type result struct {
 	median time.Duration
 	maxRSS int64 // KiB
 }
 
+// measure runs the command reps times; argsFor gives the arguments of run i.
+// Peak RSS comes from GNU time, which forks for real: Go starts children
+// with vfork, and such a child's rusage keeps the parent's high-water mark
+// across exec, so the runner's own heap would hide the command's.
 func (r *runner) measure(env []string, argsFor func(i int) []string) (result, error) {
+	gnuTime := "/usr/bin/time"
+	if _, err := os.Stat(gnuTime); err != nil {
+		return result{}, fmt.Errorf("GNU time (%s) is missing: install the Debian package time", gnuTime)
+	}
+	rssFile := filepath.Join(r.tmp, "rss")
+	defer os.Remove(rssFile)
 	var times []time.Duration
 	var rss int64
 	for i := 0; i < r.reps; i++ {
-		args := argsFor(i)
+		args := append([]string{gnuTime, "-q", "-f", "%M", "-o", rssFile}, argsFor(i)...)
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env = append(os.Environ(), env...)
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
 		el := time.Since(start)
 		if err != nil {
-			return result{}, fmt.Errorf("%v: %v\n%s", args, err, out)
+			return result{}, fmt.Errorf("%v: %v\n%s", args[6:], err, out)
 		}
 		times = append(times, el)
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss > rss {
-			rss = ru.Maxrss
+		if data, err := os.ReadFile(rssFile); err == nil {
+			var k int64
+			fmt.Sscan(string(data), &k)
+			rss = max(rss, k)
 		}
 	}
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
