@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -344,7 +343,6 @@ func (a *Archive) readChunk(h *tarHeader, buf []byte, pass string) ([]byte, erro
 	kc := make(chan res, 1)
 	go func() {
 		k, err := openHeader([]byte(pass), data, a.maxMem)
-		debug.FreeOSMemory() // the KDF's memory back before the next chunk
 		kc <- res{k, err}
 	}()
 	_, rerr := io.ReadFull(a.tr, data[scryptHeaderLen:])

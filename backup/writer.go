@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -413,9 +412,6 @@ func (k *kdfPool) get(pass string) *future {
 		}
 		defer func() { <-k.sem }()
 		f.key, f.err = NewKey([]byte(pass), k.params)
-		// Each derivation leaves 128·r·N bytes of garbage: hand it back
-		// now rather than let the heap hold two of them next to the chunks.
-		debug.FreeOSMemory()
 	}()
 	return f
 }
