@@ -284,9 +284,14 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan
 			dir := fmt.Sprintf("vm%d/", d.QID())
 			q := backup.Qube{Name: d.Name()}
 			var size int64
+			running, noSnap := app.IsRunning != nil && app.IsRunning(d), false
 			for _, v := range d.Volumes {
 				if !v.SaveOnStop {
 					continue
+				}
+				if sv, err := st.Volume(d, v.Name); err == nil && sv.Running() {
+					running = true
+					noSnap = noSnap || sv.SnapshotsDisabled()
 				}
 				// The committed state (for a running qube: from before its
 				// start), held open until the backup is written.
@@ -326,7 +331,11 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan
 				q.Files = append(q.Files, backup.File{Name: dir + "empty", Data: []byte{}})
 			}
 			note := ""
-			if app.IsRunning != nil && app.IsRunning(d) {
+			if running && noSnap {
+				// The stock rule: without snapshots there is no committed
+				// state to read while the qube writes its image.
+				return fmt.Errorf("%s is running and its private volume snapshots are disabled (revisions_to_keep -1); shut it down first", d.Name())
+			} else if running {
 				note = " <-- The VM is running, backup will contain its state from before its start!"
 			}
 			plan.rows = append(plan.rows, summaryRow{d.Name(), backupKind(app, d), size, note})

@@ -282,6 +282,9 @@ func planRestore(ctx context.Context, env *Env, o restoreOptions, bapp *core.App
 	var items []*restoreItem
 	for _, d := range bapp.Domains() {
 		if d.Class == "AdminVM" {
+			if v, _ := d.Feature("backup-content"); v != "" && v != "0" && !strings.EqualFold(v, "false") && !o.skipDom0Home {
+				env.warnf(env.progFor("qvm restore"), "the backup holds dom0's home directory; qvm does not restore it (extract it with the emergency procedure)")
+			}
 			continue
 		}
 		if v, _ := d.Feature("backup-content"); v == "" || v == "0" || strings.EqualFold(v, "false") {
