@@ -77,6 +77,7 @@ type restoreItem struct {
 	// dropNetvm: the netvm is missing and --ignore-missing resets it
 	dropNetvm bool
 	index     int // names staged files
+	seen      map[string]bool
 	// staged files: archive file name (private.img, firewall.xml) -> path
 	staged map[string]string
 }
@@ -195,6 +196,7 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 			return nil, nil
 		}
 		bar.Label(it.newName)
+		it.seen[file] = true
 		kind := restoreFileKind(it.src, file)
 		if kind == "" {
 			return nil, nil // no handler: ignored, as the stock restore does
@@ -227,6 +229,27 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 	bar.Done()
 	if err != nil {
 		return fmt.Errorf("unable to extract the qubes backup: %w", err)
+	}
+	// The format has no manifest: an archive cut between two files looks
+	// complete. Every saved volume of a restored qube must have arrived.
+	for _, it := range items {
+		if !it.good() {
+			continue
+		}
+		var need []string
+		for _, v := range it.src.Volumes {
+			if v.SaveOnStop {
+				need = append(need, v.Name+".img")
+			}
+		}
+		if len(it.src.Volumes) == 0 {
+			need = append(need, "private.img")
+		}
+		for _, f := range need {
+			if !it.seen[f] {
+				return fmt.Errorf("unable to extract the qubes backup: %s%s of %s is missing from the archive (truncated or incomplete backup); nothing was restored", it.dir, f, it.name)
+			}
+		}
 	}
 	if o.verifyOnly {
 		env.infof(prog, "-> Done. The backup verified correctly.")
@@ -298,7 +321,7 @@ func planRestore(ctx context.Context, env *Env, o restoreOptions, bapp *core.App
 		if s, ok := d.Feature("backup-size"); ok {
 			fmt.Sscan(s, &size)
 		}
-		it := &restoreItem{src: d, name: d.Name(), newName: d.Name(), dir: path, size: size, staged: map[string]string{}, index: len(items)}
+		it := &restoreItem{src: d, name: d.Name(), newName: d.Name(), dir: path, size: size, staged: map[string]string{}, seen: map[string]bool{}, index: len(items)}
 		if d.HasTemplate() {
 			if t, ok := d.Explicit("template"); ok {
 				it.template = t.S
