@@ -163,7 +163,7 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 		chunk = n
 	}
 
-	plan, err := planBackup(ctx, env, prof)
+	plan, err := planBackup(ctx, env, prof, chunk)
 	if err != nil {
 		plan.close()
 		return err
@@ -265,7 +265,7 @@ func (p *backupPlan) close() {
 	}
 }
 
-func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan, error) {
+func planBackup(ctx context.Context, env *Env, prof *backupProfile, chunk int64) (*backupPlan, error) {
 	plan := &backupPlan{}
 	err := env.view(ctx, func(app *core.App) error {
 		st := storage.Open(app, env.storageOptions())
@@ -283,7 +283,7 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan
 			}
 			dir := fmt.Sprintf("vm%d/", d.QID())
 			q := backup.Qube{Name: d.Name()}
-			var size int64
+			var size, bound int64
 			running, noSnap := app.IsRunning != nil && app.IsRunning(d), false
 			for _, v := range d.Volumes {
 				if !v.SaveOnStop {
@@ -314,6 +314,11 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan
 				} else {
 					size += exp.Size
 				}
+				b, err := backup.TransferBound(f, chunk)
+				if err != nil {
+					return fmt.Errorf("%s: volume %s: %w", d.Name(), v.Name, err)
+				}
+				bound += b
 				q.Files = append(q.Files, backup.File{Name: dir + v.Name + ".img", Path: exp.Path, Src: f})
 			}
 			for _, extra := range []string{"firewall.xml", "notes.txt"} {
@@ -325,10 +330,12 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan
 					return fmt.Errorf("%s: %w", d.Name(), err)
 				}
 				size += int64(len(data))
+				bound += backup.FileBound(int64(len(data)), 0, chunk)
 				q.Files = append(q.Files, backup.File{Name: dir + extra, Data: data})
 			}
 			if len(q.Files) == 0 {
 				q.Files = append(q.Files, backup.File{Name: dir + "empty", Data: []byte{}})
+				bound += backup.FileBound(0, 0, chunk)
 			}
 			note := ""
 			if running && noSnap {
@@ -341,7 +348,9 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan
 			plan.rows = append(plan.rows, summaryRow{d.Name(), backupKind(app, d), size, note})
 			plan.qubes = append(plan.qubes, q)
 			plan.names = append(plan.names, d.Name())
-			paths[d.Name()], sizes[d.Name()] = dir, size
+			// backup-size: an upper bound of the bytes sent, which a
+			// restore from a qube enforces; the summary shows the usage.
+			paths[d.Name()], sizes[d.Name()] = dir, bound
 			plan.total += size
 		}
 		if plan.dom0Skipped {
