@@ -130,6 +130,9 @@ func Write(ctx context.Context, w io.Writer, qubesXML []byte, qubes []Qube, o Op
 	}()
 	defer wg.Wait()
 	for c := range chunks {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if c.err != nil {
 			cancel()
 			return c.err
@@ -147,6 +150,11 @@ func Write(ctx context.Context, w io.Writer, qubesXML []byte, qubes []Qube, o Op
 			return fmt.Errorf("write backup: %w", err)
 		}
 		free <- c.buf[:0]
+	}
+	// A cancelled producer closes the channel without a word: never end
+	// such a stream as if it were complete.
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if err := writeEnd(out, out.n, true); err != nil {
 		return fmt.Errorf("write backup: %w", err)

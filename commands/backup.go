@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -92,6 +93,10 @@ func (env *Env) backupProfileDir() string {
 }
 
 func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOptions, args []string) error {
+	// Ctrl-C or a TERM cancels the run; the partial file or the staged
+	// data is removed on the way out.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if o.destVM != "" {
 		return usagef("--dest-vm needs the qrexec qubes.Backup service, which qvm does not have; write to a file in dom0 and copy it")
 	}
@@ -234,6 +239,9 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 		abort()
 	}
 	if werr != nil {
+		if errors.Is(werr, context.Canceled) {
+			return fmt.Errorf("Backup error: interrupted; the partial file was removed")
+		}
 		return fmt.Errorf("Backup error: %w", werr)
 	}
 	now := env.Now().Unix()
