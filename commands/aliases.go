@@ -18,6 +18,10 @@ var aliases = map[string][]string{
 	"qvm-tags":     {"tags"},
 	"qvm-check":    {"check"},
 	"qvm-pool":     {"pool"},
+	"qvm-device":   {"device"},
+	"qvm-pci":      {"device", "pci"},
+	"qvm-block":    {"device", "block"},
+	"qvm-usb":      {"device", "usb"},
 }
 
 func aliasVerb(base string) ([]string, bool) {

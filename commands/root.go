@@ -53,6 +53,7 @@ options; invoked as qvm-prefs, qvm-ls, ... it behaves as that tool.`,
 		newTagsCmd(env),
 		newCheckCmd(env),
 		newPoolCmd(env),
+		newDeviceCmd(env),
 		newGenDocsCmd(env, root),
 	)
 	return root
