@@ -294,7 +294,7 @@ func resolveDevice(app *core.App, disc *devices.Discoverer, class, arg string, n
 
 type deviceRow struct {
 	port, devid, desc, sbdf string
-	users               []string
+	users                   []string
 }
 
 func runDeviceList(ctx context.Context, env *Env, class string, o *deviceListOptions, args []string) error {
