@@ -92,7 +92,7 @@ func TestDiskXML(t *testing.T) {
 	want = `<disk type="block" device="disk">
   <driver name="qemu" type="raw"/>
   <source dev="/dev/loop3"/>
-  <target dev="xvdj" bus="virtio"/>
+  <target dev="xvdj" bus="usb"/>
 </disk>
 `
 	if got != want {

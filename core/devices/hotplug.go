@@ -45,11 +45,12 @@ func DiskXML(f Flavor, devPath, backend string, o BlockOptions) string {
 		fmt.Fprintf(&b, "  <source dev=\"%s\"/>\n", esc(devPath))
 		fmt.Fprintf(&b, "  <target dev=\"%s\"/>\n", esc(o.FrontendDev))
 	} else {
-		// QEMU has no xen bus: the disk goes on virtio under the same
-		// target name, so the live XML still tells which frontend it is.
+		// QEMU has no xen bus. On usb the disk comes and goes at once, like
+		// a Qubes block device (a virtio unplug waits for the guest), and the
+		// target keeps the frontend name so the live XML still tells it.
 		b.WriteString("  <driver name=\"qemu\" type=\"raw\"/>\n")
 		fmt.Fprintf(&b, "  <source dev=\"%s\"/>\n", esc(devPath))
-		fmt.Fprintf(&b, "  <target dev=\"%s\" bus=\"virtio\"/>\n", esc(o.FrontendDev))
+		fmt.Fprintf(&b, "  <target dev=\"%s\" bus=\"usb\"/>\n", esc(o.FrontendDev))
 	}
 	if o.ReadOnly {
 		b.WriteString("  <readonly/>\n")
