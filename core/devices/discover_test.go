@@ -224,3 +224,20 @@ func makeLoop(t *testing.T, size int64, ro bool) string {
 	t.Cleanup(func() { _ = exec.Command("losetup", "-d", dev).Run() })
 	return dev
 }
+
+// The ids files are read at the first lookup only, and a missing file
+// gives unknown names.
+func TestLazyIDs(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "pci.ids")
+	must(t, os.WriteFile(f, []byte(testPCIIDs), 0o644))
+	ids := LoadIDs([]string{filepath.Join(t.TempDir(), "missing"), f})
+	if ids.loaded {
+		t.Fatal("parsed before use")
+	}
+	if ids.Vendor("8086") != "Intel Corporation" || ids.Class("0c", "03") != "USB controller" || ids.Class("11", "80") != "Signal processing controller" {
+		t.Errorf("names %q %q", ids.Vendor("8086"), ids.Class("0c", "03"))
+	}
+	if LoadIDs([]string{"/nonexistent"}).Product("8086", "8cb1") != "" {
+		t.Error("name from nowhere")
+	}
+}
