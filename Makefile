@@ -19,6 +19,7 @@ all: build
 # deps/*.deb list Debian packages, one per line; each component adds its own file.
 deps:
 	@./deps/install.sh deps/*.deb
+	@./deps/start-user.sh
 
 build: deps
 	$(GO) build -o bin/qvm ./cmd/qvm
