@@ -65,8 +65,8 @@ type Net struct {
 // PCI is one assigned PCI function.
 type PCI struct {
 	Domain, Bus, Slot, Function string // "0x0000", "0x00", "0x00", "0x0"
-	Permissive, NoStrictReset     bool
-	NoPMFilter                    bool // dom0 feature suspend-s0ix
+	Permissive, NoStrictReset   bool
+	NoPMFilter                  bool // dom0 feature suspend-s0ix
 }
 
 // Stubdom is the HVM device model's stub domain.

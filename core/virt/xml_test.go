@@ -86,8 +86,8 @@ var xmlCases = []xmlCase{
 			`<type arch="x86_64" machine="xenpvh">xenpvh</type>`, "<initrd>", vecCmdline,
 			"<pae/>\n        <acpi/>\n        <apic/>\n        <viridian/>", `<feature name="invtsc" policy="require"/>`}},
 	{name: "xen-pvh-noinitramfs-maxmem0", noInitramfs: true,
-		setup: func(t *testing.T, a *core.App, d *core.Domain) { set(t, a, d, "virt_mode", "pvh", "maxmem", "0") },
-		has:   []string{`<memory unit="MiB">400</memory>`, `<currentMemory unit="MiB">400</currentMemory>`},
+		setup:  func(t *testing.T, a *core.App, d *core.Domain) { set(t, a, d, "virt_mode", "pvh", "maxmem", "0") },
+		has:    []string{`<memory unit="MiB">400</memory>`, `<currentMemory unit="MiB">400</currentMemory>`},
 		hasNot: []string{"<initrd>"}},
 	{name: "xen-hvm-nokernel", setup: func(t *testing.T, a *core.App, d *core.Domain) {
 		set(t, a, d, "virt_mode", "hvm", "maxmem", "0", "kernel", "")
