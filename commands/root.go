@@ -55,6 +55,11 @@ options; invoked as qvm-prefs, qvm-ls, ... it behaves as that tool.`,
 		newTagsCmd(env),
 		newCheckCmd(env),
 		newPoolCmd(env),
+		newStartCmd(env),
+		newShutdownCmd(env),
+		newKillCmd(env),
+		newPauseCmd(env, false),
+		newPauseCmd(env, true),
 		newGenDocsCmd(env, root),
 	)
 	return root
