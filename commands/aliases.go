@@ -22,6 +22,11 @@ var aliases = map[string][]string{
 	"qvm-pci":      {"device", "pci"},
 	"qvm-block":    {"device", "block"},
 	"qvm-usb":      {"device", "usb"},
+	"qvm-start":    {"start"},
+	"qvm-shutdown": {"shutdown"},
+	"qvm-kill":     {"kill"},
+	"qvm-pause":    {"pause"},
+	"qvm-unpause":  {"unpause"},
 }
 
 func aliasVerb(base string) ([]string, bool) {
