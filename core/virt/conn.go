@@ -111,11 +111,14 @@ func (e *LockTimeoutError) Error() string {
 
 // qemuConf is written into the embedded root: QEMU's output goes straight
 // to files (no virtlogd daemon), and QEMU runs as root like the caller, so
-// volumes need no ownership changes.
+// volumes need no ownership changes (and libvirt keeps no owner xattrs,
+// whose timestamps it would warn about on the next process's start).
 const qemuConf = `# written by qvm: the embedded driver runs without virtlogd
 stdio_handler = "file"
 user = "root"
 group = "root"
+dynamic_ownership = 0
+remember_owner = 0
 `
 
 var eventLoop sync.Once
