@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/storage"
 )
 
 type createOptions struct {
@@ -132,6 +133,11 @@ func runCreate(ctx context.Context, env *Env, o createOptions, args []string) er
 			if errors.As(err, &ue) {
 				return err
 			}
+			return &ExitError{Code: 1, Msg: fmt.Sprintf("%s: Error creating VM: %s", prog, err), Raw: true}
+		}
+		// The volumes are made before qubes.xml is written: a failure
+		// removes them again and the state is not saved.
+		if err := storage.Open(app, env.storageOptions()).Create(ctx, d); err != nil {
 			return &ExitError{Code: 1, Msg: fmt.Sprintf("%s: Error creating VM: %s", prog, err), Raw: true}
 		}
 		for _, p := range props {

@@ -50,6 +50,9 @@ type Storage struct {
 	app     *core.App
 	o       Options
 	drivers map[string]Driver
+	// hasDM and dmExists answer for device-mapper; tests replace them.
+	hasDM    func() bool
+	dmExists func(name string) bool
 }
 
 // Open wraps a loaded state. Drivers are made on first use.
@@ -66,7 +69,9 @@ func Open(app *core.App, o Options) *Storage {
 	if o.Log == nil {
 		o.Log = func(string) {}
 	}
-	return &Storage{app: app, o: o, drivers: map[string]Driver{}}
+	return &Storage{app: app, o: o, drivers: map[string]Driver{},
+		hasDM:    func() bool { return exists("/dev/mapper/control") },
+		dmExists: func(name string) bool { return exists("/dev/mapper/" + name) }}
 }
 
 func (s *Storage) logf(format string, args ...any) { s.o.Log(fmt.Sprintf(format, args...)) }
@@ -269,7 +274,7 @@ func (s *Storage) startEncrypted(ctx context.Context, v *Volume) error {
 	if err := v.Start(ctx); err != nil {
 		return err
 	}
-	if _, err := os.Stat("/dev/mapper"); err != nil {
+	if !s.hasDM() {
 		return fmt.Errorf("ephemeral volume %s needs device-mapper (/dev/mapper is missing)", v.Vid())
 	}
 	name := v.cryptName()
@@ -310,8 +315,9 @@ func (s *Storage) Create(ctx context.Context, d *core.Domain) error {
 		var made []*Volume
 		for _, v := range vols {
 			if err = v.drv.Create(ctx, v); err != nil {
+				// The failing driver cleans up after itself; what it refused
+				// (an existing image) is not ours to delete.
 				err = fmt.Errorf("volume %s: %w", v.Name(), err)
-				made = append(made, v) // a half-made volume is removed too
 				break
 			}
 			made = append(made, v)
