@@ -229,23 +229,23 @@ type deviceEnv struct {
 	close func()
 }
 
-func (env *Env) deviceEnv(ctx context.Context, class string) (*deviceEnv, error) {
-	root := env.cfg.GetString("sysfs-root")
-	if root == "" {
-		root = "/sys"
-	}
-	d := &devices.Discoverer{Sys: devices.SysFS{Root: root}}
-	switch class {
-	case devices.PCI:
-		d.PCIIDs = devices.LoadIDs(devices.PCIIDsPaths)
-	case devices.USB:
-		d.USBIDs = devices.LoadIDs(devices.USBIDsPaths)
-	}
+func (env *Env) deviceEnv(ctx context.Context, _ string) (*deviceEnv, error) {
 	hv, closeFn, err := env.deviceHypervisor(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &deviceEnv{disc: d, hv: hv, close: closeFn}, nil
+	return &deviceEnv{disc: env.discoverer(), hv: hv, close: closeFn}, nil
+}
+
+// discoverer reads dom0's devices under --sysfs-root (the ids files are
+// read only when a name is looked up).
+func (env *Env) discoverer() *devices.Discoverer {
+	root := env.cfg.GetString("sysfs-root")
+	if root == "" {
+		root = "/sys"
+	}
+	return &devices.Discoverer{Sys: devices.SysFS{Root: root},
+		PCIIDs: devices.LoadIDs(devices.PCIIDsPaths), USBIDs: devices.LoadIDs(devices.USBIDsPaths)}
 }
 
 func (de *deviceEnv) manager(app *core.App) *devices.Manager {

@@ -130,6 +130,45 @@ func TestDeviceLiveAttachDetach(t *testing.T) {
 	if got := q("device", "block", "list"); strings.Contains(got, "(attached)") {
 		t.Fatalf("list still shows an attachment:\n%s", got)
 	}
+
+	// At start: a required device is in the config from boot, an
+	// auto-attach one is attached right after; a missing required one
+	// stops the start.
+	file2 := filepath.Join(base, "disk2.img")
+	must(t, os.WriteFile(file2, nil, 0o644))
+	must(t, os.Truncate(file2, 4<<20))
+	out, err = exec.Command("losetup", "-f", "--show", file2).Output()
+	must(t, err)
+	loop2 := filepath.Base(strings.TrimSpace(string(out)))
+	t.Cleanup(func() { _ = exec.Command("losetup", "-d", "/dev/"+loop2).Run() })
+	q("device", "block", "assign", "--required", "work", "dom0:"+loop)
+	q("device", "block", "assign", "work", "dom0:"+loop2)
+	q("kill", "work")
+	q("start", "work")
+	x := strings.ReplaceAll(live(), "'", `"`)
+	for _, want := range []string{`<source dev="/dev/` + loop + `"`, `<source dev="/dev/` + loop2 + `"`} {
+		if !strings.Contains(x, want) {
+			t.Fatalf("after start the live XML lacks %s:\n%s", want, x)
+		}
+	}
+	got := q("device", "block", "list", "-s")
+	for _, re := range []string{`(?m)^dom0:` + loop + ` .*  work \(attached\), \*work \(required\)$`,
+		`(?m)^dom0:` + loop2 + ` .*  work \(attached\), \*work \(auto-attach\)$`} {
+		if !regexp.MustCompile(re).MatchString(got) {
+			t.Fatalf("list -s does not match %s:\n%s", re, got)
+		}
+	}
+	if out, err := qvmProc(state, "device", "block", "detach", "work", "dom0:"+loop).CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "Can not detach a required device from a non halted qube. You need to unassign device first.") {
+		t.Fatalf("detach of a required device: %v %s", err, out)
+	}
+	q("kill", "work")
+	q("device", "block", "unassign", "work")
+	q("device", "block", "assign", "--required", "work", "dom0:nosuch0:some-id")
+	if out, err := qvmProc(state, "start", "work").CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "Block device dom0:nosuch0:some-id not available") {
+		t.Fatalf("start with a missing required device: %v %s", err, out)
+	}
 }
 
 func must(t *testing.T, err error) {

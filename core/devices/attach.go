@@ -310,9 +310,10 @@ func (m *Manager) Detach(ctx context.Context, vm *core.Domain, port Port) error 
 }
 
 // StartConfig resolves the required assignments of a qube before it
-// starts: each must match a present device (else the start fails with the
-// reference's message), and the PCI and block ones give the XML to put
-// into the domain config so they are there from boot.
+// starts: each must match a present device, else the start fails with the
+// reference's message. It returns the <disk> elements of the required
+// block devices, to put into the domain config so they are there from
+// boot (required PCI devices are rendered by the domain spec itself).
 func (m *Manager) StartConfig(vm *core.Domain) ([]string, error) {
 	var out []string
 	used := []string{"xvda", "xvdb", "xvdc", "xvdd"}
@@ -325,30 +326,22 @@ func (m *Manager) StartConfig(vm *core.Domain) ([]string, error) {
 			if dev == nil {
 				return nil, errorf("%s device %s not available", titleCase(class), a.VirtualDevice)
 			}
-			var o BlockOptions
-			switch class {
-			case PCI:
-				x, ok := m.Disc.Sys.PathToSBDF(dev.ID)
-				if !ok {
-					return nil, errorf("Invalid PCI device: %s", dev.ID)
-				}
-				nsr, _ := a.Option("no-strict-reset")
-				perm, _ := a.Option("permissive")
-				out = append(out, HostdevPCIXML(m.HV.Flavor(), x, nsr != "", perm != "", m.S0ix))
-			case Block:
-				o.ReadOnly = dev.ReadOnly
-				if v, ok := a.Option("read-only"); ok {
-					b, _ := core.ParseBool(v)
-					o.ReadOnly = o.ReadOnly || b
-				}
-				o.DevType, _ = a.Option("devtype")
-				o.FrontendDev, _ = a.Option("frontend-dev")
-				if o.FrontendDev == "" {
-					o.FrontendDev, _ = FreeFrontend(used, o.DevType == "cdrom")
-				}
-				used = append(used, o.FrontendDev)
-				out = append(out, DiskXML(m.HV.Flavor(), dev.DevPath, dev.Backend, o))
+			if class != Block {
+				continue
 			}
+			var o BlockOptions
+			o.ReadOnly = dev.ReadOnly
+			if v, ok := a.Option("read-only"); ok {
+				b, _ := core.ParseBool(v)
+				o.ReadOnly = o.ReadOnly || b
+			}
+			o.DevType, _ = a.Option("devtype")
+			o.FrontendDev, _ = a.Option("frontend-dev")
+			if o.FrontendDev == "" {
+				o.FrontendDev, _ = FreeFrontend(used, o.DevType == "cdrom")
+			}
+			used = append(used, o.FrontendDev)
+			out = append(out, DiskXML(m.HV.Flavor(), dev.DevPath, dev.Backend, o))
 		}
 	}
 	return out, nil

@@ -253,6 +253,7 @@ func TestDetachRequired(t *testing.T) {
 // Required devices must be present at start and go into the config.
 func TestStartConfig(t *testing.T) {
 	m, _ := testManager(t)
+	blockSys := m.Disc.Sys
 	vm, _ := m.App.Domain("sys-net")
 	UnassignAll(vm, PCI)
 	UnassignAll(vm, Block)
@@ -261,6 +262,18 @@ func TestStartConfig(t *testing.T) {
 		t.Errorf("missing device: %v", err)
 	}
 	UnassignAll(vm, Block)
+	m.Disc.Sys = fixtureSys()
+	must(t, Assign(m.App, vm, &Assignment{VirtualDevice: VirtualDevice{Port: Port{Backend: "dom0", ID: "00_1f.0", Class: PCI}, DeviceID: Any}, Mode: Required}))
+	if _, err := m.StartConfig(vm); err == nil || err.Error() != "Pci device dom0:00_1f.0 not available" {
+		t.Errorf("missing pci device: %v", err)
+	}
+	UnassignAll(vm, PCI)
+	must(t, Assign(m.App, vm, &Assignment{VirtualDevice: VirtualDevice{Port: Port{Backend: "dom0", ID: "00_18.4", Class: PCI}, DeviceID: Any}, Mode: Required}))
+	if xs, err := m.StartConfig(vm); err != nil || len(xs) != 0 {
+		t.Errorf("present pci device: %v %v (PCI goes into the spec, not here)", xs, err)
+	}
+	UnassignAll(vm, PCI)
+	m.Disc.Sys = blockSys
 	must(t, Assign(m.App, vm, &Assignment{VirtualDevice: VirtualDevice{Port: Port{Backend: "dom0", ID: "sdb", Class: Block}, DeviceID: Any}, Mode: Required,
 		Options: []core.Opt{{Key: "read-only", Value: "yes"}}}))
 	must(t, Assign(m.App, vm, &Assignment{VirtualDevice: VirtualDevice{Port: Port{Backend: "dom0", ID: "sr0", Class: Block}, DeviceID: Any}, Mode: AutoAttach}))
