@@ -141,7 +141,11 @@ func TestDeviceLiveAttachDetach(t *testing.T) {
 	must(t, err)
 	loop2 := filepath.Base(strings.TrimSpace(string(out)))
 	t.Cleanup(func() { _ = exec.Command("losetup", "-d", "/dev/"+loop2).Run() })
-	q("device", "block", "assign", "--required", "work", "dom0:"+loop)
+	// assigned while the qube runs: the hint names the attach command
+	if got := q("device", "block", "assign", "--required", "-o", "read-only=yes", "work", "dom0:"+loop); !strings.Contains(got,
+		"Assigned. To attach you can now restart domain or run: \n\tqvm-block attach -o read-only=yes work dom0:"+loop+"\n") {
+		t.Fatalf("assign hint: %q", got)
+	}
 	q("device", "block", "assign", "work", "dom0:"+loop2)
 	q("kill", "work")
 	q("start", "work")
@@ -152,7 +156,7 @@ func TestDeviceLiveAttachDetach(t *testing.T) {
 		}
 	}
 	got := q("device", "block", "list", "-s")
-	for _, re := range []string{`(?m)^dom0:` + loop + ` .*  work \(attached\), \*work \(required\)$`,
+	for _, re := range []string{`(?m)^dom0:` + loop + ` .*  work \(attached\), \*work \(required: read-only=yes\)$`,
 		`(?m)^dom0:` + loop2 + ` .*  work \(attached\), \*work \(auto-attach\)$`} {
 		if !regexp.MustCompile(re).MatchString(got) {
 			t.Fatalf("list -s does not match %s:\n%s", re, got)
@@ -161,6 +165,9 @@ func TestDeviceLiveAttachDetach(t *testing.T) {
 	if out, err := qvmProc(state, "device", "block", "detach", "work", "dom0:"+loop).CombinedOutput(); err == nil ||
 		!strings.Contains(string(out), "Can not detach a required device from a non halted qube. You need to unassign device first.") {
 		t.Fatalf("detach of a required device: %v %s", err, out)
+	}
+	if got := q("device", "block", "unassign", "work", "dom0:"+loop2); got != "Unassigned. To detach you can now restart domain or run: \n\tqvm-block detach work dom0:"+loop2+"\n" {
+		t.Fatalf("unassign hint: %q", got)
 	}
 	q("kill", "work")
 	q("device", "block", "unassign", "work")
