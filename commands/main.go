@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -128,12 +129,14 @@ func usageLine(use, prog string) string {
 				}
 			}
 			skip = 1 + words
-		} else if n := strings.Count(prog, " ") + 1; prog != "" && n > skip && strings.HasPrefix(use, prog) {
-			skip = n
 		}
 	}
 	if len(parts) < skip {
 		return prog
+	}
+	// Nested verbs (qvm volume resize) are already in prog.
+	for skip < len(parts) && slices.Contains(strings.Fields(prog), parts[skip]) {
+		skip++
 	}
 	return strings.Join(append([]string{prog}, parts[skip:]...), " ")
 }

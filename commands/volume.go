@@ -349,7 +349,7 @@ func setVolumeProperty(app *core.App, st *storage.Storage, v *storage.Volume, pr
 }
 
 func newVolumeConfigCmd(env *Env) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:     "config VM:VOLUME PROPERTY VALUE",
 		Aliases: []string{"c", "set", "s"},
 		Short:   "Set rw, revisions_to_keep or ephemeral of a volume",
@@ -379,6 +379,9 @@ func newVolumeConfigCmd(env *Env) *cobra.Command {
 			return completeVolumeRefs(env, nil)(cmd, args, s)
 		},
 	}
+	// VALUE may be negative (revisions_to_keep -1): no flags after VM:VOLUME.
+	cmd.Flags().SetInterspersed(false)
+	return cmd
 }
 
 // parseSize is the stock parse_size: bytes, or K/KB/M/MB/G/GB (powers of
@@ -433,9 +436,9 @@ snapshot volume (an AppVM's root) lasts only until the qube stops.`,
 					return err
 				}
 				if cur := v.Size(); size < cur && !force {
-					return volErr(fmt.Errorf("Refusing to shrink volume %s from %d to %d bytes.\n"+
+					return &ExitError{Code: 1, Raw: true, Msg: fmt.Sprintf("Error: Refusing to shrink volume %s from %d to %d bytes.\n"+
 						"Shrinking cuts off the end of the volume: first shrink the filesystem inside the qube. "+
-						"Then use 'qvm-volume resize --force %s %d'", args[0], cur, size, args[0], size))
+						"Then use 'qvm-volume resize --force %s %d'", args[0], cur, size, args[0], size)}
 				}
 				if err := v.Resize(cmd.Context(), size); err != nil {
 					return volErr(err)

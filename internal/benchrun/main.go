@@ -47,7 +47,7 @@ func main() {
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %s RAM, %s, %s.\n\n", cpuModel(), runtime.NumCPU(), memTotal(), runtime.Version(), kernel())
 	fmt.Fprintf(&b, "Times are the median of %d runs of the whole process (start-up included); RSS is the largest peak resident set of those runs.\n\n", *reps)
 	for _, s := range sections {
-		if *only != "" && !strings.Contains(s.title, *only) {
+		if !strings.Contains(s.title, *only) {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s\n", s.title)
