@@ -345,7 +345,8 @@ func runDeviceList(ctx context.Context, env *Env, class string, o *deviceListOpt
 		}
 		atts, err := m.Attachments(ctx, class)
 		if err != nil {
-			return err
+			// the listing is still useful without the hypervisor's answer
+			env.warnf(env.progFor("qvm device "+class+" list"), "attachments unknown: %v", err)
 		}
 		related := map[*deviceRow]bool{}
 		for _, a := range atts {
