@@ -72,6 +72,7 @@ func newDeviceClassCmd(env *Env, class string) *cobra.Command {
 type deviceListOptions struct {
 	assignments bool
 	sbdf        bool
+	format      string
 	sel         vmSelection
 }
 
@@ -79,6 +80,7 @@ func (o *deviceListOptions) addFlags(env *Env, cmd *cobra.Command) {
 	cmd.Flags().BoolVarP(&o.assignments, "assignments", "s", false, "include assignments (marked *)")
 	cmd.Flags().BoolVar(&o.sbdf, "with-sbdf", false, "show the PCI SBDF column (pci)")
 	cmd.Flags().BoolVar(&o.sbdf, "resolve-paths", false, "same as --with-sbdf")
+	cmd.Flags().StringVar(&o.format, "format", "table", "output format: table or json")
 	_ = cmd.Flags().MarkHidden("resolve-paths")
 	o.sel.addFlags(env, cmd)
 }
@@ -295,11 +297,32 @@ func resolveDevice(app *core.App, disc *devices.Discoverer, class, arg string, n
 type deviceRow struct {
 	port, devid, desc, sbdf string
 	users                   []string
+	json                    deviceJSON
+}
+
+// deviceJSON is one row of list --format json: the same rows as the table.
+type deviceJSON struct {
+	Backend     string           `json:"backend"`
+	Port        string           `json:"port"`
+	DeviceID    string           `json:"device_id"`
+	Description string           `json:"description"`
+	SBDF        string           `json:"sbdf,omitempty"`
+	AttachedTo  []string         `json:"attached_to"`
+	Assigned    []assignmentJSON `json:"assigned,omitempty"`
+}
+
+type assignmentJSON struct {
+	VM      string            `json:"vm"`
+	Mode    string            `json:"mode"`
+	Options map[string]string `json:"options"`
 }
 
 func runDeviceList(ctx context.Context, env *Env, class string, o *deviceListOptions, args []string) error {
 	if o.sbdf && class != devices.PCI {
 		return usagef("--with-sbdf is only for pci devices")
+	}
+	if o.format != "table" && o.format != "json" {
+		return usagef("argument --format: invalid choice: '%s' (choose from 'table', 'json')", o.format)
 	}
 	de, err := env.deviceEnv(ctx, class)
 	if err != nil {
@@ -359,6 +382,7 @@ func runDeviceList(ctx context.Context, env *Env, class string, o *deviceListOpt
 				r.desc = desc
 			}
 			r.users = append(r.users, a.VM+" (attached)")
+			r.json.AttachedTo = append(r.json.AttachedTo, a.VM)
 			if sel[a.VM] {
 				related[r] = true
 			}
@@ -381,6 +405,11 @@ func runDeviceList(ctx context.Context, env *Env, class string, o *deviceListOpt
 						u += ": " + devices.FormatOptions(a.Options)
 					}
 					r.users = append(r.users, u+")")
+					aj := assignmentJSON{VM: d.Name(), Mode: a.Mode, Options: map[string]string{}}
+					for _, o := range a.Options {
+						aj.Options[o.Key] = o.Value
+					}
+					r.json.Assigned = append(r.json.Assigned, aj)
 					if sel[d.Name()] {
 						related[r] = true
 					}
@@ -388,6 +417,23 @@ func runDeviceList(ctx context.Context, env *Env, class string, o *deviceListOpt
 			}
 		}
 		sort.SliceStable(order, func(i, j int) bool { return order[i] < order[j] })
+		if o.format == "json" {
+			out := []deviceJSON{}
+			for _, k := range order {
+				r := rows[k]
+				backend, port, _ := strings.Cut(r.port, ":")
+				if sel != nil && !sel[backend] && !related[r] {
+					continue
+				}
+				j := r.json
+				j.Backend, j.Port, j.DeviceID, j.Description, j.SBDF = backend, port, r.devid, r.desc, r.sbdf
+				if j.AttachedTo == nil {
+					j.AttachedTo = []string{}
+				}
+				out = append(out, j)
+			}
+			return writeJSON(env.IO.Out, out)
+		}
 		var table [][]string
 		if env.IO.IsTTY {
 			h := []string{"BACKEND:DEVID", "DESCRIPTION", "USED BY"}

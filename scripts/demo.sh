@@ -39,6 +39,15 @@ run "$QVM" volume resize work:private 4GiB
 run "$QVM" volume info work:private size
 test "$("$QVM" volume info work:private size)" = 4294967296
 test -f "$STATE/appvms/work/private.img"
+# --- devices ---
+# PCI devices of the reference's sysfs fixture; an assignment stored in qubes.xml.
+export QVM_SYSFS_ROOT="$(pwd)/core/devices/testdata/sysfs/sys"
+run "$QVM" device pci list --with-sbdf
+run "$QVM" device pci assign --required -o no-strict-reset=True sys-net dom0:00_08.1-00_00.2
+run "$QVM" device pci list -s sys-net
+test "$("$QVM" prefs sys-net virt_mode)" = hvm
+grep -q 'id="00_08.1-00_00.2" mode="required"' "$STATE/qubes.xml"
+unset QVM_SYSFS_ROOT
 # Verify: the state loads, and what was set is there.
 test "$("$QVM" prefs work memory)" = 800
 test "$("$QVM" service work cups)" = on
