@@ -86,7 +86,7 @@ func HostdevPCIXML(f Flavor, a SBDF, noStrictReset, permissive, s0ix bool) strin
 
 // HostdevUSBXML is the <hostdev> element of a USB device of dom0.
 func HostdevUSBXML(bus, devnum int) string {
-	return fmt.Sprintf("<hostdev mode=\"subsystem\" type=\"usb\" managed=\"yes\">\n  <source>\n    <address bus=\"%d\" device=\"%d\"/>\n  </source>\n</hostdev>\n", bus, devnum)
+	return fmt.Sprintf("<hostdev mode=\"subsystem\" type=\"usb\">\n  <source>\n    <address bus=\"%d\" device=\"%d\"/>\n  </source>\n</hostdev>\n", bus, devnum)
 }
 
 // Attached is a device found in a domain's live XML.

@@ -107,7 +107,11 @@ func (s SysFS) SBDFToPath(id string) (string, bool, error) {
 		if !ok {
 			return "", false, nil
 		}
-		fmt.Fprintf(&b, "-%02x_%02x.%x", ch[i].Bus-sec, ch[i].Device, ch[i].Function)
+		rel := ch[i].Bus - sec
+		if rel < 0 || rel > 0xff {
+			return "", false, nil // a bus outside its bridge: not a tree we can name
+		}
+		fmt.Fprintf(&b, "-%02x_%02x.%x", rel, ch[i].Device, ch[i].Function)
 	}
 	return b.String(), true, nil
 }
@@ -146,6 +150,9 @@ func (s SysFS) PathToSBDF(id string) (SBDF, bool) {
 		}
 		var rb, dv, fn int
 		if _, err := fmt.Sscanf(c, "%02x_%02x.%x", &rb, &dv, &fn); err != nil {
+			return SBDF{}, false
+		}
+		if sec+rb > 0xff {
 			return SBDF{}, false
 		}
 		cur = SBDF{seg, sec + rb, dv, fn}

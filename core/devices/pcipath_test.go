@@ -1,6 +1,10 @@
 package devices
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 func fixtureSys() SysFS { return SysFS{Root: "testdata/sysfs/sys"} }
 
@@ -59,5 +63,24 @@ func TestIsPCIPath(t *testing.T) {
 		if s.IsPCIPath(p) {
 			t.Errorf("IsPCIPath(%q) = true", p)
 		}
+	}
+}
+
+// A secondary bus number that does not fit the device's bus (a broken or
+// hostile tree) gives no path rather than a garbled one.
+func TestSBDFToPathBadBridge(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "devices/pci0000:00/0000:00:01.0/0000:02:00.0"), 0o755))
+	must(t, os.WriteFile(filepath.Join(root, "devices/pci0000:00/0000:00:01.0/secondary_bus_number"), []byte("9\n"), 0o644))
+	must(t, os.MkdirAll(filepath.Join(root, "bus/pci/devices"), 0o755))
+	must(t, os.Symlink("../../../devices/pci0000:00/0000:00:01.0", filepath.Join(root, "bus/pci/devices/0000:00:01.0")))
+	must(t, os.Symlink("../../../devices/pci0000:00/0000:00:01.0/0000:02:00.0", filepath.Join(root, "bus/pci/devices/0000:02:00.0")))
+	s := SysFS{Root: root}
+	if p, ok, err := s.SBDFToPath("0000:02:00.0"); ok || err != nil {
+		t.Errorf("got %q %v %v", p, ok, err)
+	}
+	must(t, os.WriteFile(filepath.Join(root, "devices/pci0000:00/0000:00:01.0/secondary_bus_number"), []byte("250\n"), 0o644))
+	if a, ok := s.PathToSBDF("00_01.0-10_00.0"); ok {
+		t.Errorf("bus past 0xff: %v", a)
 	}
 }
