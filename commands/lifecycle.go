@@ -175,10 +175,13 @@ func (h *hv) logHint(name string) string {
 	if root := virt.EmbedRoot(h.conn.URI); root != "" {
 		return filepath.Join(root, "log", "qemu", name+".log")
 	}
-	if h.conn.Driver() == "xen" {
+	switch h.conn.Driver() {
+	case "xen":
 		return "/var/log/libvirt/libxl/libxl-driver.log"
+	case "qemu":
+		return "/var/log/libvirt/qemu/" + name + ".log"
 	}
-	return "/var/log/libvirt/qemu/" + name + ".log"
+	return ""
 }
 
 // StartError is a failed start, as qvm start reports it.
@@ -287,7 +290,10 @@ func (h *hv) libvirtError(d *core.Domain, err error) error {
 			return errors.New("HVM qubes are not supported on this machine. Check BIOS settings for VT-x/AMD-V extensions.")
 		}
 	}
-	return fmt.Errorf("Start failed: %s, see %s for details", msg, h.logHint(d.Name()))
+	if hint := h.logHint(d.Name()); hint != "" {
+		return fmt.Errorf("Start failed: %s, see %s for details", msg, hint)
+	}
+	return fmt.Errorf("Start failed: %s", msg)
 }
 
 // disposablesBlock: a disposable template whose volume has snapshots
