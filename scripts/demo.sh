@@ -32,6 +32,13 @@ run "$QVM" ls --tree --fields name,netvm,ip
 run "$QVM" check --networked work work-copy
 run "$QVM" remove --force work-copy
 run "$QVM" ls --raw-list
+# --- storage ---
+run "$QVM" volume list work fedora-41
+run "$QVM" volume info work:private
+run "$QVM" volume resize work:private 4GiB
+run "$QVM" volume info work:private size
+test "$("$QVM" volume info work:private size)" = 4294967296
+test -f "$STATE/appvms/work/private.img"
 # Verify: the state loads, and what was set is there.
 test "$("$QVM" prefs work memory)" = 800
 test "$("$QVM" service work cups)" = on
