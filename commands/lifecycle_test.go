@@ -12,7 +12,6 @@ import (
 	"github.com/qvm-dev/qvm/core"
 	"github.com/qvm-dev/qvm/core/store"
 	"github.com/qvm-dev/qvm/core/virt"
-	"github.com/qvm-dev/qvm/storage"
 )
 
 // inProc runs qvm in this process against libvirt's test driver. The
@@ -49,7 +48,10 @@ func newInProc(t *testing.T) *inProc {
 		}
 		hold.Close()
 	})
-	p.ok("init", "--reflink", "yes")
+	// file-reflink without reflinks (copies) on whatever /tmp is.
+	p.ok("init", "--reflink", "no")
+	p.ok("pool", "add", "rl", "file-reflink", "-o", "dir_path="+filepath.Join(p.state, "rl"), "-o", "setup_check=False")
+	p.ok("prefs", "--global", "default_pool", "rl")
 	kdir := filepath.Join(p.state, "vm-kernels", "k1")
 	os.MkdirAll(kdir, 0o755)
 	os.WriteFile(filepath.Join(kdir, "vmlinuz"), []byte("kernel"), 0o644)
@@ -71,30 +73,10 @@ func (p *inProc) ok(args ...string) string {
 	return out
 }
 
-// create adds a qube (small volumes) and makes its volumes.
+// create adds a qube with qvm create (which makes its volumes).
 func (p *inProc) create(args ...string) {
 	p.t.Helper()
 	p.ok(append([]string{"create"}, args...)...)
-	name := args[len(args)-1]
-	st := &store.Store{Dir: p.state, LockTimeout: 5 * time.Second}
-	err := st.Update(context.Background(), func(app *core.App) error {
-		d, err := app.Domain(name)
-		if err != nil {
-			return err
-		}
-		for _, v := range d.Volumes {
-			if v.Size > 0 {
-				v.Size = 1 << 20
-			}
-		}
-		if _, err := os.Stat(app.VMDir(d)); err == nil {
-			return nil
-		}
-		return storage.Open(app, storage.Options{RunDir: p.run}).Create(context.Background(), d)
-	})
-	if err != nil {
-		p.t.Fatal(err)
-	}
 }
 
 func (p *inProc) state_(name string) virt.State {
@@ -134,7 +116,7 @@ func TestLifecycleTestDriver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"vm-kernels/k1/vmlinuz", "appvms/work/private-dirty.img", "appvms/work/console.log"} {
+	for _, want := range []string{"vm-kernels/k1/vmlinuz", "rl/appvms/work/private-dirty.img", "state/appvms/work/console.log"} {
 		if !strings.Contains(x, want) {
 			t.Errorf("live XML lacks %q:\n%s", want, x)
 		}
@@ -162,10 +144,10 @@ func TestLifecycleTestDriver(t *testing.T) {
 	if m := p.markers(); len(m) != 0 {
 		t.Errorf("storage not stopped by shutdown --wait: %v", m)
 	}
-	if _, err := os.Stat(filepath.Join(p.state, "appvms", "work", "private-dirty.img")); err == nil {
+	if _, err := os.Stat(filepath.Join(p.state, "rl", "appvms", "work", "private-dirty.img")); err == nil {
 		t.Errorf("private-dirty.img left")
 	}
-	revs, _ := filepath.Glob(filepath.Join(p.state, "appvms", "work", "private.img.*@*Z"))
+	revs, _ := filepath.Glob(filepath.Join(p.state, "rl", "appvms", "work", "private.img.*@*Z"))
 	if len(revs) != 1 {
 		t.Errorf("revisions after the commit: %v", revs)
 	}
@@ -214,7 +196,7 @@ func TestLifecycleUndoOnDefineFailure(t *testing.T) {
 	if m := p.markers(); len(m) != 0 {
 		t.Errorf("storage left started: %v", m)
 	}
-	if _, err := os.Stat(filepath.Join(p.state, "appvms", "work", "private-dirty.img")); err == nil {
+	if _, err := os.Stat(filepath.Join(p.state, "rl", "appvms", "work", "private-dirty.img")); err == nil {
 		t.Errorf("private-dirty.img left")
 	}
 	if p.state_("work") != virt.Halted {
