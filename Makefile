@@ -12,13 +12,14 @@ FISHDIR   := $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 TESTFLAGS ?=
 GOTEST    := $(GO) test -count=1 $(TESTFLAGS)
 
-.PHONY: all deps build docs test vet bench demo install clean
+.PHONY: all deps build docs test vet bench demo install clean test-kernel
 
 all: build
 
 # deps/*.deb list Debian packages, one per line; each component adds its own file.
 deps:
 	@./deps/install.sh deps/*.deb
+	@./deps/start-user.sh
 
 build: deps
 	$(GO) build -o bin/qvm ./cmd/qvm
@@ -45,6 +46,12 @@ test: build vet
 bench: build
 	$(GO) run ./internal/benchrun -out BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/stategen/
+
+# A small real Linux guest (Debian cloud kernel + busybox initramfs) in the
+# linux-kernel pool layout: KERNEL_DIR/VERSION/{vmlinuz,initramfs}.
+test-kernel: deps
+	@test -n "$(KERNEL_DIR)" || { echo "usage: make test-kernel KERNEL_DIR=DIR" >&2; exit 2; }
+	@./scripts/test-kernel.sh "$(KERNEL_DIR)"
 
 demo: build
 	./scripts/demo.sh

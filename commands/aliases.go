@@ -18,6 +18,11 @@ var aliases = map[string][]string{
 	"qvm-tags":     {"tags"},
 	"qvm-check":    {"check"},
 	"qvm-pool":     {"pool"},
+	"qvm-start":    {"start"},
+	"qvm-shutdown": {"shutdown"},
+	"qvm-kill":     {"kill"},
+	"qvm-pause":    {"pause"},
+	"qvm-unpause":  {"unpause"},
 }
 
 func aliasVerb(base string) ([]string, bool) {

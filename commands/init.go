@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/storage"
 )
 
 type initOptions struct {
@@ -41,7 +41,7 @@ func runInit(ctx context.Context, env *Env, o initOptions) error {
 	var reflink bool
 	switch o.reflink {
 	case "auto":
-		reflink = probeReflink(dir)
+		reflink = storage.ReflinkSupported(dir)
 	case "yes":
 		reflink = true
 	case "no":
@@ -59,25 +59,4 @@ func runInit(ctx context.Context, env *Env, o initOptions) error {
 	driver := app.Pool("varlibqubes").Driver
 	fmt.Fprintf(env.IO.Out, "Initialized Qubes state in %s (pool varlibqubes: %s)\n", dir, driver)
 	return nil
-}
-
-// probeReflink tries FICLONE between two temp files in dir, as the
-// reference does before choosing the file-reflink driver.
-func probeReflink(dir string) bool {
-	src, err := os.CreateTemp(dir, ".reflink-probe-")
-	if err != nil {
-		return false
-	}
-	defer os.Remove(src.Name())
-	defer src.Close()
-	if _, err := src.Write([]byte("foo")); err != nil {
-		return false
-	}
-	dst, err := os.CreateTemp(dir, ".reflink-probe-")
-	if err != nil {
-		return false
-	}
-	defer os.Remove(dst.Name())
-	defer dst.Close()
-	return unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())) == nil
 }

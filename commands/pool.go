@@ -4,17 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/storage"
 )
 
 type poolLegacy struct {
@@ -136,12 +133,9 @@ func runPoolInfo(ctx context.Context, env *Env, name string) error {
 		for _, o := range p.Opts {
 			items[o.Key] = o.Value
 		}
-		if dir, ok := p.Get("dir_path"); ok && p.Driver != "linux-kernel" {
-			var st unix.Statfs_t
-			if err := unix.Statfs(dir, &st); err == nil {
-				items["size"] = strconv.FormatUint(uint64(st.Frsize)*st.Blocks, 10)
-				items["usage"] = strconv.FormatUint(uint64(st.Frsize)*(st.Blocks-st.Bfree), 10)
-			}
+		if u := storage.Open(app, env.storageOptions()).Usage(ctx, p); u.Known {
+			items["size"] = strconv.FormatInt(u.Size, 10)
+			items["usage"] = strconv.FormatInt(u.Usage, 10)
 		}
 		keys := make([]string, 0, len(items))
 		for k := range items {
@@ -179,7 +173,7 @@ func runPoolAdd(ctx context.Context, env *Env, name, driver string, list []strin
 		if err != nil {
 			return fmt.Errorf("Failed to add pool %s: %w", name, err)
 		}
-		if err := setupPool(ctx, p); err != nil {
+		if err := setupPool(ctx, env, p); err != nil {
 			return fmt.Errorf("Failed to add pool %s: %w", name, err)
 		}
 		// setup_check is a one-time switch; it is not kept in qubes.xml.
@@ -193,49 +187,9 @@ func runPoolAdd(ctx context.Context, env *Env, name, driver string, list []strin
 	})
 }
 
-// setupPool prepares what a new pool needs on disk, as the drivers' setup
-// does: directories (and a reflink check) for file pools, an existing thin
-// pool for lvm_thin.
-func setupPool(ctx context.Context, p *core.PoolConfig) error {
-	switch p.Driver {
-	case "file", "file-reflink", "linux-kernel":
-		dir, _ := p.Get("dir_path")
-		if !filepath.IsAbs(dir) {
-			return fmt.Errorf("dir_path must be an absolute path, got %q", dir)
-		}
-		_, statErr := os.Stat(dir)
-		created := errors.Is(statErr, os.ErrNotExist)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		if p.Driver == "file-reflink" {
-			check, _ := p.Get("setup_check")
-			if b, err := core.ParseBool(check); check == "" || (err == nil && b) {
-				if !probeReflink(dir) {
-					if created {
-						os.Remove(dir)
-					}
-					return fmt.Errorf("The filesystem for '%s' does not support reflinks. If you can live with delays on VM startup/shutdown/etc. and wasted disk space, pass the 'setup_check=False' option.", dir)
-				}
-			}
-		}
-		if p.Driver != "linux-kernel" {
-			for _, sub := range []string{"appvms", "vm-templates"} {
-				if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-					return err
-				}
-			}
-		}
-	case "lvm_thin":
-		vg, _ := p.Get("volume_group")
-		tp, _ := p.Get("thin_pool")
-		cmd := exec.CommandContext(ctx, "lvm", "lvs", "--noheadings", "-o", "lv_attr", vg+"/"+tp)
-		cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("thin pool %s/%s not found: %s", vg, tp, strings.TrimSpace(string(out)))
-		}
-	}
-	return nil
+// setupPool prepares what a new pool needs on disk (storage.Setup).
+func setupPool(ctx context.Context, env *Env, p *core.PoolConfig) error {
+	return storage.Setup(ctx, p, env.storageOptions())
 }
 
 func runPoolSet(ctx context.Context, env *Env, name string, list []string) error {
