@@ -73,19 +73,25 @@ type Target struct {
 	Mem int64
 }
 
-// ErrArithmetic is what the reference would raise as ZeroDivisionError,
-// OverflowError or ValueError from its float arithmetic.
+// ErrArithmetic matches every ArithmeticError.
 var ErrArithmetic = errors.New("arithmetic error")
 
+// ArithmeticError is where the reference raises ZeroDivisionError,
+// OverflowError or ValueError from its float arithmetic.
+type ArithmeticError struct{ Msg string }
+
+func (e *ArithmeticError) Error() string        { return e.Msg }
+func (e *ArithmeticError) Is(target error) bool { return target == ErrArithmetic }
+
 func arithErr(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", ErrArithmetic, fmt.Sprintf(format, a...))
+	return &ArithmeticError{fmt.Sprintf(format, a...)}
 }
 
 // trunc is Python's int() on a float: toward zero, and an error where
 // Python would raise (NaN, infinity) or where the value leaves int64.
 func trunc(f float64) (int64, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, arithErr("cannot convert %v to an integer", f)
+		return 0, arithErr("cannot convert float %v to integer (the reference raises)", f)
 	}
 	if f >= 9.223372036854775807e18 || f < -9.223372036854775808e18 {
 		return 0, arithErr("%v does not fit in 64 bits", f)
@@ -203,7 +209,7 @@ func (p Params) BalanceWhenEnoughMem(doms []*Domain, _ int64, totalPref, totalAv
 			continue
 		}
 		if totalPref == 0 {
-			return nil, arithErr("division by zero: total preferred memory is 0")
+			return nil, arithErr("float division by zero (ZeroDivisionError in the reference): total preferred memory is 0")
 		}
 		pref := p.PrefMem(d)
 		scale := float64(float64(pref) / float64(totalPref))
@@ -280,7 +286,7 @@ func (p Params) BalanceWhenLowOnMem(doms []*Domain, xenFree int64, totalPrefAcce
 	for _, id := range acceptors {
 		d := byID[id]
 		if totalPrefAcceptors == 0 {
-			return nil, arithErr("division by zero: total preferred memory of acceptors is 0")
+			return nil, arithErr("float division by zero (ZeroDivisionError in the reference): total preferred memory of acceptors is 0")
 		}
 		scale := float64(float64(p.PrefMem(d)) / float64(totalPrefAcceptors))
 		t, err := trunc(roundingFactor * (float64(d.MemActual) + float64(scale*float64(squeezed))))
@@ -314,7 +320,7 @@ func (p Params) Balloon(memSize int64, doms []*Domain) ([]Target, error) {
 		return []Target{}, nil
 	}
 	if available == 0 {
-		return nil, arithErr("division by zero: no domain can donate memory")
+		return nil, arithErr("float division by zero (ZeroDivisionError in the reference): no domain can donate memory")
 	}
 	scale := float64(float64(memSize) / float64(available))
 	out := make([]Target, 0, len(donors))

@@ -413,7 +413,7 @@ func (p *pass) doBalloonDom(req []DomRequest) (bool, error) {
 				target[r.ID] = d.opts.Params.PrefMem(dom)
 			}
 			if target[r.ID] == 0 {
-				return false, arithErr("division by zero: target of domain %s is 0", r.ID)
+				return false, arithErr("float division by zero (ZeroDivisionError in the reference): target of domain %s is 0", r.ID)
 			}
 			if pyRound2(float64(dom.MemActual)/float64(target[r.ID])) <= memsetSuccessRatio {
 				done[r.ID] = true
