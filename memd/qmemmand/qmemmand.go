@@ -66,6 +66,7 @@ type daemonOptions struct {
 	stateDir   string
 	interval   time.Duration
 	verbose    bool
+	budget     string
 }
 
 func newRoot(stdio IO) *cobra.Command {
@@ -92,6 +93,7 @@ reference qmemman). Logs go to stderr (the journal under systemd).`,
 	f.StringVar(&o.uri, "uri", os.Getenv("QVM_LIBVIRT_URI"), "libvirt URI (default: as qvm chooses: xen, qemu:///system, or the embedded driver)")
 	f.StringVar(&o.stateDir, "state-dir", envOr("QVM_STATE_DIR", "/var/lib/qubes"), "Qubes state directory (root of the embedded driver)")
 	f.DurationVar(&o.interval, "interval", time.Second, "time between balancing passes (passes also follow domain events)")
+	f.StringVar(&o.budget, "budget", "", "memory to share between the domains (e.g. 8GiB) instead of the host's free memory")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log at debug level")
 	cmd.AddCommand(newAlgoCmd(stdio))
 	return cmd
@@ -163,7 +165,13 @@ func runDaemon(ctx context.Context, stdio IO, o daemonOptions) error {
 	log := slog.New(slog.NewTextHandler(stdio.Err, &slog.HandlerOptions{Level: level}))
 	log.Info("starting", "vm-min-mem", cfg.Params.MinPrefMem, "dom0-mem-boost", cfg.Params.Dom0MemBoost, "cache-margin-factor", cfg.Params.CacheFactor)
 
-	host := virthost.New(virt.Config{URI: o.uri, StateDir: o.stateDir})
+	var budget int64
+	if o.budget != "" {
+		if budget, err = memd.ParseSize(o.budget); err != nil || budget <= 0 {
+			return usageError{fmt.Errorf("--budget %q: want a positive size (e.g. 8GiB)", o.budget)}
+		}
+	}
+	host := virthost.New(virt.Config{URI: o.uri, StateDir: o.stateDir}, virthost.Options{Budget: budget})
 	if !host.Embedded() {
 		virthost.StartEventLoop()
 	}

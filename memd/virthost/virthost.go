@@ -27,6 +27,7 @@ const StatsPeriod = 1
 // under qvm's lock, only for the length of one session.
 type Host struct {
 	cfg      virt.Config
+	opts     Options
 	embedded bool
 
 	mu      sync.Mutex
@@ -34,12 +35,22 @@ type Host struct {
 	periods map[string]bool // domain UUIDs whose stats period we set
 }
 
+// Options tune a Host.
+type Options struct {
+	// Budget, when positive, is the memory (bytes) qmemmand shares between
+	// the domains instead of the host's own free memory: total = Budget and
+	// free = Budget − Σ current allocations. On a KVM host, whose page cache
+	// and other processes make "free" a moving target, this says how much
+	// of the machine belongs to the guests.
+	Budget int64
+}
+
 // New returns a Host for cfg (an empty URI picks it as qvm does).
-func New(cfg virt.Config) *Host {
+func New(cfg virt.Config, opts Options) *Host {
 	if cfg.URI == "" {
 		cfg.URI = virt.DefaultURI(cfg.StateDir)
 	}
-	return &Host{cfg: cfg, embedded: virt.EmbedRoot(cfg.URI) != "", periods: map[string]bool{}}
+	return &Host{cfg: cfg, opts: opts, embedded: virt.EmbedRoot(cfg.URI) != "", periods: map[string]bool{}}
 }
 
 // URI is the connection URI in use.
@@ -136,10 +147,24 @@ func (s *session) Close() error {
 	return nil
 }
 
-// HostMem: total from the node info; free from the node memory statistics
+// HostMem: the budget when one is set; else total from the node info, free
+// from the node memory statistics
 // (free + buffers + cached: what the host can hand to guests) where the
 // driver has them, else libvirt's free memory.
-func (s *session) HostMem(context.Context) (int64, int64, error) {
+func (s *session) HostMem(ctx context.Context) (int64, int64, error) {
+	if b := s.h.opts.Budget; b > 0 {
+		doms, err := s.Domains(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		free := b
+		for _, d := range doms {
+			free -= d.MemCurrent
+		}
+		// The hypervisor-side figures carry the overhead factor the daemon
+		// takes off again; scale up so the budget is exact.
+		return scaleUp(b), scaleUp(free), nil
+	}
 	lv := s.c.Libvirt()
 	ni, err := lv.GetNodeInfo()
 	if err != nil {
@@ -253,4 +278,12 @@ func (s *session) SetTarget(_ context.Context, id string, bytes int64, _ bool) e
 		return fmt.Errorf("domain %s: set memory: %w", id, err)
 	}
 	return nil
+}
+
+// scaleUp undoes qmemman's 1/1.00781 overhead factor (rounding up).
+func scaleUp(v int64) int64 {
+	if v <= 0 {
+		return v
+	}
+	return int64(float64(v)*1.00781) + 1
 }

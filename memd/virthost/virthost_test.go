@@ -15,7 +15,7 @@ import (
 // max) whose balloon statistics say 2 GiB available, 1 GiB usable; the
 // node has 3 GiB. Its state is shared by every connection of the process.
 func TestFactsAndTargetOnTestDriver(t *testing.T) {
-	h := New(virt.Config{URI: "test:///default"})
+	h := New(virt.Config{URI: "test:///default"}, Options{})
 	defer h.Close()
 	ctx := context.Background()
 	s, err := h.Open(ctx)
@@ -55,7 +55,7 @@ func TestFactsAndTargetOnTestDriver(t *testing.T) {
 // enough-memory branch give it back all but the reserve. The target the
 // algorithm computes is read back through libvirt.
 func TestDaemonPassOnTestDriver(t *testing.T) {
-	h := New(virt.Config{URI: "test:///default"})
+	h := New(virt.Config{URI: "test:///default"}, Options{})
 	defer h.Close()
 	ctx := context.Background()
 	s, _ := h.Open(ctx)
@@ -84,7 +84,7 @@ func TestDaemonPassOnTestDriver(t *testing.T) {
 
 func TestWatchSeesNewDomain(t *testing.T) {
 	StartEventLoop()
-	h := New(virt.Config{URI: "test:///default"})
+	h := New(virt.Config{URI: "test:///default"}, Options{})
 	defer h.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -114,11 +114,31 @@ func TestWatchSeesNewDomain(t *testing.T) {
 }
 
 func TestEmbeddedHasNoEvents(t *testing.T) {
-	h := New(virt.Config{URI: "qemu:///embed?root=" + t.TempDir() + "/libvirt"})
+	h := New(virt.Config{URI: "qemu:///embed?root=" + t.TempDir() + "/libvirt"}, Options{})
 	if !h.Embedded() {
 		t.Fatal("embed URI not seen as embedded")
 	}
 	if err := h.Watch(context.Background(), func() {}); err != ErrNoEvents {
 		t.Fatalf("Watch = %v, want ErrNoEvents", err)
+	}
+}
+
+func TestBudget(t *testing.T) {
+	h := New(virt.Config{URI: "test:///default"}, Options{Budget: 8192 * memd.MiB})
+	defer h.Close()
+	ctx := context.Background()
+	s, _ := h.Open(ctx)
+	if err := s.SetTarget(ctx, "1", 2048*memd.MiB, false); err != nil {
+		t.Fatal(err)
+	}
+	total, free, err := s.HostMem(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := int64(float64(total) * (1 / 1.00781)); got != 8192*memd.MiB {
+		t.Errorf("total after the overhead factor %d, want the budget", got)
+	}
+	if got := int64(float64(free) * (1 / 1.00781)); got != 6144*memd.MiB {
+		t.Errorf("free after the overhead factor %d, want budget − 2 GiB", got)
 	}
 }
