@@ -430,6 +430,24 @@ func TestIntegrationStartFailures(t *testing.T) {
 		}
 	})
 
+	t.Run("qmemmand OK", func(t *testing.T) {
+		r.t = t
+		r.create("--standalone", "-l", "red", "--prop", k, "--prop", "memory=192", "--prop", "netvm=", "small")
+		sock := r.qmemman
+		r.qmemman = filepath.Join(t.TempDir(), "ok.sock")
+		defer func() { r.qmemman = sock }()
+		got := fakeQmemmand(t, r.qmemman, "OK")
+		_, errs, code := r.qvm("start", "small")
+		if code != 0 || strings.Contains(errs, "qmemmand") {
+			t.Fatalf("start with qmemmand answering OK: exit %d, %q", code, errs)
+		}
+		if req := <-got; req != "210239488" {
+			t.Errorf("memory request %q", req)
+		}
+		r.expectPower("small", "Running")
+		r.ok("kill", "small")
+	})
+
 	t.Run("qmemmand FAIL", func(t *testing.T) {
 		r.t = t
 		r.create("--standalone", "-l", "red", "--prop", k, "--prop", "memory=192", "--prop", "netvm=", "big")

@@ -198,6 +198,9 @@ func (e *StartError) Unwrap() error { return e.Err }
 // step undoes the earlier ones in reverse. chain guards against netvm loops.
 func (h *hv) start(ctx context.Context, d *core.Domain, chain []string) error {
 	name := d.Name()
+	if h.conn == nil {
+		return errors.New("no connection to the hypervisor (lost after an earlier error)")
+	}
 	if d.Class == "AdminVM" {
 		return errors.New("Cannot start Dom0 fake domain!")
 	}
@@ -245,7 +248,7 @@ func (h *hv) start(ctx context.Context, d *core.Domain, chain []string) error {
 			return fmt.Errorf("netvm %s: %w", nv.Name(), err)
 		}
 	}
-	release, err := h.env.requestMem(ctx, name, virt.MemRequest(h.app, d))
+	release, err := h.requestMem(ctx, d)
 	if err != nil {
 		return err
 	}
@@ -274,6 +277,31 @@ func (h *hv) start(ctx context.Context, d *core.Domain, chain []string) error {
 	}
 	h.setState(d, virt.Running)
 	return nil
+}
+
+// requestMem asks qmemmand for d's memory. With the embedded driver qvm
+// lets go of the driver's root meanwhile: qmemmand needs it to balloon
+// other qubes down, and while it holds our grant it balances nothing, so
+// the connection can be taken again afterwards.
+func (h *hv) requestMem(ctx context.Context, d *core.Domain) (func(), error) {
+	if !h.conn.Embedded() {
+		return h.env.requestMem(ctx, h.app, d)
+	}
+	h.conn.Close()
+	release, err := h.env.requestMem(ctx, h.app, d)
+	conn, cerr := h.env.virt(ctx)
+	if cerr != nil {
+		if release != nil {
+			release()
+		}
+		h.conn = nil
+		return nil, cerr
+	}
+	h.conn = conn
+	if err != nil {
+		return nil, err
+	}
+	return release, nil
 }
 
 func (h *hv) stopStorage(ctx context.Context, d *core.Domain) {
