@@ -9,6 +9,8 @@ MANDIR    := $(DESTDIR)$(PREFIX)/share/man/man1
 BASHDIR   := $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 ZSHDIR    := $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 FISHDIR   := $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+UNITDIR   ?= $(DESTDIR)$(PREFIX)/lib/systemd/system
+CONFDIR   ?= $(DESTDIR)/etc/qubes
 TESTFLAGS ?=
 GOTEST    := $(GO) test -count=1 $(TESTFLAGS)
 
@@ -65,6 +67,10 @@ install: build
 	for a in $$(./bin/qvm gen-docs --list-aliases); do ln -sf qvm $(BASHDIR)/$$a; done
 	install -m 0644 completions/_qvm $(ZSHDIR)/_qvm
 	install -m 0644 completions/qvm.fish $(FISHDIR)/qvm.fish
+	install -d $(UNITDIR) $(CONFDIR)
+	sed 's|@BINDIR@|$(PREFIX)/bin|' memd/dist/qubes-qmemman.service.in > $(UNITDIR)/qubes-qmemman.service
+	chmod 0644 $(UNITDIR)/qubes-qmemman.service
+	test -e $(CONFDIR)/qmemman.conf || install -m 0644 memd/dist/qmemman.conf $(CONFDIR)/qmemman.conf
 
 clean:
 	rm -rf bin man/*.1 completions/qvm.bash completions/_qvm completions/qvm.fish

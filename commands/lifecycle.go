@@ -175,10 +175,13 @@ func (h *hv) logHint(name string) string {
 	if root := virt.EmbedRoot(h.conn.URI); root != "" {
 		return filepath.Join(root, "log", "qemu", name+".log")
 	}
-	if h.conn.Driver() == "xen" {
+	switch h.conn.Driver() {
+	case "xen":
 		return "/var/log/libvirt/libxl/libxl-driver.log"
+	case "qemu":
+		return "/var/log/libvirt/qemu/" + name + ".log"
 	}
-	return "/var/log/libvirt/qemu/" + name + ".log"
+	return ""
 }
 
 // StartError is a failed start, as qvm start reports it.
@@ -195,6 +198,9 @@ func (e *StartError) Unwrap() error { return e.Err }
 // step undoes the earlier ones in reverse. chain guards against netvm loops.
 func (h *hv) start(ctx context.Context, d *core.Domain, chain []string) error {
 	name := d.Name()
+	if h.conn == nil {
+		return errors.New("no connection to the hypervisor (lost after an earlier error)")
+	}
 	if d.Class == "AdminVM" {
 		return errors.New("Cannot start Dom0 fake domain!")
 	}
@@ -242,7 +248,7 @@ func (h *hv) start(ctx context.Context, d *core.Domain, chain []string) error {
 			return fmt.Errorf("netvm %s: %w", nv.Name(), err)
 		}
 	}
-	release, err := h.env.requestMem(ctx, name, virt.MemRequest(h.app, d))
+	release, err := h.requestMem(ctx, d)
 	if err != nil {
 		return err
 	}
@@ -277,6 +283,31 @@ func (h *hv) start(ctx context.Context, d *core.Domain, chain []string) error {
 	return nil
 }
 
+// requestMem asks qmemmand for d's memory. With the embedded driver qvm
+// lets go of the driver's root meanwhile: qmemmand needs it to balloon
+// other qubes down, and while it holds our grant it balances nothing, so
+// the connection can be taken again afterwards.
+func (h *hv) requestMem(ctx context.Context, d *core.Domain) (func(), error) {
+	if !h.conn.Embedded() {
+		return h.env.requestMem(ctx, h.app, d)
+	}
+	h.conn.Close()
+	release, err := h.env.requestMem(ctx, h.app, d)
+	conn, cerr := h.env.virt(ctx)
+	if cerr != nil {
+		if release != nil {
+			release()
+		}
+		h.conn = nil
+		return nil, cerr
+	}
+	h.conn = conn
+	if err != nil {
+		return nil, err
+	}
+	return release, nil
+}
+
 func (h *hv) stopStorage(ctx context.Context, d *core.Domain) {
 	if err := h.st.Stop(ctx, d); err != nil {
 		h.env.warnf(d.Name(), "storage stop after a failed start: %v", err)
@@ -291,7 +322,10 @@ func (h *hv) libvirtError(d *core.Domain, err error) error {
 			return errors.New("HVM qubes are not supported on this machine. Check BIOS settings for VT-x/AMD-V extensions.")
 		}
 	}
-	return fmt.Errorf("Start failed: %s, see %s for details", msg, h.logHint(d.Name()))
+	if hint := h.logHint(d.Name()); hint != "" {
+		return fmt.Errorf("Start failed: %s, see %s for details", msg, hint)
+	}
+	return fmt.Errorf("Start failed: %s", msg)
 }
 
 // disposablesBlock: a disposable template whose volume has snapshots

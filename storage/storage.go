@@ -182,9 +182,21 @@ func (s *Storage) markerPath(v *Volume) string {
 	return filepath.Join(s.o.RunDir, "volume-running-"+x)
 }
 
+// vmDir is the qube's directory; a name that could leave the state
+// directory (a crafted qubes.xml) is refused before anything is touched.
+func (s *Storage) vmDir(d *core.Domain) (string, error) {
+	if err := core.ValidateName(d.Name()); err != nil {
+		return "", fmt.Errorf("refusing the directory of qube %q: %w", d.Name(), err)
+	}
+	return s.app.VMDir(d), nil
+}
+
 // Verify checks a qube can start: its directory and every volume's data.
 func (s *Storage) Verify(ctx context.Context, d *core.Domain) error {
-	dir := s.app.VMDir(d)
+	dir, err := s.vmDir(d)
+	if err != nil {
+		return err
+	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return fmt.Errorf("VM directory does not exist: %s", dir)
 	}
@@ -303,14 +315,18 @@ func (s *Storage) closeCrypt(ctx context.Context, v *Volume) {
 // Create makes a new qube's directory (0775) and volumes. On failure
 // everything made is removed again.
 func (s *Storage) Create(ctx context.Context, d *core.Domain) error {
-	dir := s.app.VMDir(d)
+	dir, err := s.vmDir(d)
+	if err != nil {
+		return err
+	}
 	_, statErr := os.Stat(dir)
 	madeDir := errors.Is(statErr, os.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o775); err != nil {
 		return fmt.Errorf("VM directory: %w", err)
 	}
 	_ = os.Chmod(dir, 0o775)
-	vols, err := s.Volumes(d)
+	var vols []*Volume
+	vols, err = s.Volumes(d)
 	if err == nil {
 		var made []*Volume
 		for _, v := range vols {
@@ -340,6 +356,10 @@ func (s *Storage) Create(ctx context.Context, d *core.Domain) error {
 // Remove stops and deletes every volume of a qube and its directory.
 // Errors are logged, as the reference does, and the first one returned.
 func (s *Storage) Remove(ctx context.Context, d *core.Domain) error {
+	dir, err := s.vmDir(d)
+	if err != nil {
+		return err
+	}
 	vols, err := s.Volumes(d)
 	if err != nil {
 		return err
@@ -359,7 +379,6 @@ func (s *Storage) Remove(ctx context.Context, d *core.Domain) error {
 			}
 		}
 	}
-	dir := s.app.VMDir(d)
 	if err := os.RemoveAll(dir); err != nil && first == nil {
 		first = err
 	}

@@ -13,6 +13,7 @@ import (
 var sections = []section{
 	{"State: qvm ls and qvm prefs on 1000 qubes", benchState},
 	{"Storage: clone and start+stop of a 10 GiB volume", benchStorage},
+	{"Running qubes: qvm start and qvm shutdown --wait on the embedded QEMU driver", benchStart},
 	{"Devices: qvm device list, assign and unassign", benchDevices},
 }
 
