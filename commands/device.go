@@ -82,6 +82,7 @@ func (o *deviceListOptions) addFlags(env *Env, cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&o.sbdf, "resolve-paths", false, "same as --with-sbdf")
 	cmd.Flags().StringVar(&o.format, "format", "table", "output format: table or json")
 	_ = cmd.Flags().MarkHidden("resolve-paths")
+	o.sel.withDom0 = true // --all includes dom0, the backend of every device here
 	o.sel.addFlags(env, cmd)
 }
 
