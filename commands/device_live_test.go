@@ -131,6 +131,30 @@ func TestDeviceLiveAttachDetach(t *testing.T) {
 		t.Fatalf("list still shows an attachment:\n%s", got)
 	}
 
+	// refusals that need a running qube, as a user sees them
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", "read-only=no", "work", "dom0:" + loop}, "Error: This device can be attached only read-only"},
+		{[]string{"-o", "devtype=tape", "work", "dom0:" + loop}, "Error: devtype option can only have 'disk' or 'cdrom' value"},
+		{[]string{"-o", "frontend-dev=hdb", "work", "dom0:" + loop}, "Error: frontend-dev option must start with 'xvd' or 'sd'"},
+	} {
+		out, err := qvmProc(state, append([]string{"device", "block", "attach"}, c.args...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("attach %v: %v %s, want %q", c.args, err, out, c.want)
+		}
+	}
+	q("prefs", "work", "devices_denied", "b******")
+	if out, err := qvmProc(state, "device", "block", "attach", "work", "dom0:"+loop).CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "Error: Device exposes a banned interface: b******") {
+		t.Errorf("denied interface: %v %s", err, out)
+	}
+	q("prefs", "-D", "work", "devices_denied")
+	if reDisk.MatchString(live()) {
+		t.Fatal("a refused attach left a disk in the live XML")
+	}
+
 	// At start: a required device is in the config from boot, an
 	// auto-attach one is attached right after; a missing required one
 	// stops the start.
