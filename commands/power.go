@@ -34,7 +34,6 @@ func (env *Env) attachPowerStates(ctx context.Context, app *core.App, prog strin
 		return
 	}
 	states, err := conn.States(ctx)
-	conn.Close()
 	if err != nil {
 		env.warnf(prog, "power states unknown: %v", err)
 		return
