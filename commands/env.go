@@ -96,7 +96,7 @@ func (env *Env) view(ctx context.Context, fn func(*core.App) error) error {
 	if err != nil {
 		return err
 	}
-	return st.View(ctx, fn)
+	return st.View(ctx, env.withPowerStates(ctx, fn))
 }
 
 // update runs fn on the state under the exclusive lock and saves.
@@ -109,7 +109,7 @@ func (env *Env) update(ctx context.Context, fn func(*core.App) error) error {
 	if err != nil {
 		return err
 	}
-	return st.Update(ctx, fn)
+	return st.Update(ctx, env.withPowerStates(ctx, fn))
 }
 
 // hostInfo reads the facts property defaults depend on.

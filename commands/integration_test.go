@@ -295,6 +295,7 @@ func TestIntegrationRealQubes(t *testing.T) {
 		t.Errorf("guest did not find its private disk: %s", console)
 	}
 	r.fails(1, "Starting qube failed: work: Domain is already running", "start", "work")
+	r.fails(1, "Domain is not powered off: work", "remove", "-f", "work")
 	r.ok("start", "--skip-if-running", "work")
 
 	r.ok("pause", "work")
