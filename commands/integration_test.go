@@ -27,6 +27,8 @@ type realQubes struct {
 	kernel  string // kernel version in the linux-kernel pool
 	qmemman string
 	extra   []string
+	// consoleMark: size of a qube's console.log at its last qvm start.
+	consoleMark map[string]int
 }
 
 // needIntegration skips, naming what is missing, where the embedded QEMU
@@ -113,7 +115,7 @@ func newRealQubes(t *testing.T) *realQubes {
 	kdir, version := testKernel(t)
 	mnt := loopBtrfs(t)
 	r := &realQubes{t: t, state: filepath.Join(mnt, "state"), run: filepath.Join(t.TempDir(), "run"), kernel: version,
-		qmemman: filepath.Join(t.TempDir(), "qmemman.sock")}
+		qmemman: filepath.Join(t.TempDir(), "qmemman.sock"), consoleMark: map[string]int{}}
 	r.ok("init")
 	// The linux-kernel pool lives in STATE/vm-kernels.
 	dst := filepath.Join(r.state, "vm-kernels", version)
@@ -145,6 +147,13 @@ func (r *realQubes) cmd(args ...string) *exec.Cmd {
 // qvm runs one qvm process and returns stdout, stderr and the exit code.
 func (r *realQubes) qvm(args ...string) (string, string, int) {
 	r.t.Helper()
+	if len(args) > 1 && args[0] == "start" {
+		for _, n := range args[1:] {
+			if st, err := os.Stat(filepath.Join(r.vmDir("", n), "console.log")); err == nil {
+				r.consoleMark[n] = int(st.Size())
+			}
+		}
+	}
 	var out, errb bytes.Buffer
 	cmd := r.cmd(args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -225,14 +234,15 @@ func (r *realQubes) vmDir(class, name string) string {
 	return filepath.Join(r.state, "appvms", name)
 }
 
-// waitConsole waits for the guest's "up" line in its serial log.
+// waitConsole waits for the guest's "up" line in its serial log (the log
+// is appended to at every boot: only the part after the last start counts).
 func (r *realQubes) waitConsole(name string) string {
 	r.t.Helper()
 	path := filepath.Join(r.vmDir("", name), "console.log")
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(path); err == nil && bytes.Contains(b, []byte("qvm-test-guest: up")) {
-			return string(b)
+		if b, err := os.ReadFile(path); err == nil && len(b) > r.consoleMark[name] && bytes.Contains(b[r.consoleMark[name]:], []byte("qvm-test-guest: up")) {
+			return string(b[r.consoleMark[name]:])
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -285,6 +295,7 @@ func TestIntegrationRealQubes(t *testing.T) {
 		t.Errorf("guest did not find its private disk: %s", console)
 	}
 	r.fails(1, "Starting qube failed: work: Domain is already running", "start", "work")
+	r.fails(1, "Domain is not powered off: work", "remove", "-f", "work")
 	r.ok("start", "--skip-if-running", "work")
 
 	r.ok("pause", "work")
@@ -317,6 +328,34 @@ func TestIntegrationRealQubes(t *testing.T) {
 	}
 	r.noneRunning()
 	r.ok("shutdown", "work") // halted: nothing to do, exit 0
+
+	// A guest that ignores the power button: --wait times out after
+	// shutdown_timeout, retries once, then kills (exit 0: it is halted).
+	r.ok("prefs", "work", "kernelopts", "qvmtest.ignore-acpi")
+	r.ok("prefs", "work", "shutdown_timeout", "1")
+	r.ok("start", "work")
+	if c := r.waitConsole("work"); !strings.Contains(c, "ignoring the power button") {
+		t.Errorf("guest did not see qvmtest.ignore-acpi: %s", c)
+	}
+	// Meanwhile another qvm waits for the embedded root instead of failing.
+	var shOut, shErr bytes.Buffer
+	sh := r.cmd("shutdown", "--wait", "work")
+	sh.Stdout, sh.Stderr = &shOut, &shErr
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	lsOut, lsErr, lsCode := r.qvm("ls", "--raw-data", "-O", "name,state")
+	err = sh.Wait()
+	if err != nil || !strings.Contains(shErr.String(), "Error: Retrying shutdown of qubes that timed out: work") ||
+		!strings.Contains(shErr.String(), "Error: Killing timed out qubes: work") {
+		t.Errorf("shutdown --wait of a guest ignoring ACPI: %v, %q", err, shErr.String())
+	}
+	if lsCode != 0 || !strings.Contains(lsOut, "work|Halted") {
+		t.Errorf("qvm ls during the shutdown: exit %d, %q %q (want it to wait, then see work halted)", lsCode, lsOut, lsErr)
+	}
+	r.noneRunning()
+	r.ok("prefs", "-D", "work", "kernelopts")
 
 	// kill: at once, storage stopped by the same command.
 	r.ok("start", "work")

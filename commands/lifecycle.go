@@ -34,19 +34,15 @@ func (env *Env) openHV(ctx context.Context, app *core.App) (*hv, error) {
 	}
 	h := &hv{env: env, app: app, st: storage.Open(app, env.storageOptions()), conn: conn}
 	if err := h.refresh(ctx); err != nil {
-		conn.Close()
 		return nil, err
 	}
 	app.IsRunning = func(d *core.Domain) bool { return h.state(d).Active() }
 	return h, nil
 }
 
-func (h *hv) close() {
-	if h.conn != nil {
-		h.conn.Close()
-		h.conn = nil
-	}
-}
+// close ends the hv's use of the connection (which stays the process's,
+// see Env.virt).
+func (h *hv) close() { h.conn = nil }
 
 func (h *hv) refresh(ctx context.Context) error {
 	st, err := h.conn.States(ctx)
@@ -198,9 +194,6 @@ func (e *StartError) Unwrap() error { return e.Err }
 // step undoes the earlier ones in reverse. chain guards against netvm loops.
 func (h *hv) start(ctx context.Context, d *core.Domain, chain []string) error {
 	name := d.Name()
-	if h.conn == nil {
-		return errors.New("no connection to the hypervisor (lost after an earlier error)")
-	}
 	if d.Class == "AdminVM" {
 		return errors.New("Cannot start Dom0 fake domain!")
 	}
@@ -283,29 +276,9 @@ func (h *hv) start(ctx context.Context, d *core.Domain, chain []string) error {
 	return nil
 }
 
-// requestMem asks qmemmand for d's memory. With the embedded driver qvm
-// lets go of the driver's root meanwhile: qmemmand needs it to balloon
-// other qubes down, and while it holds our grant it balances nothing, so
-// the connection can be taken again afterwards.
+// requestMem asks qmemmand for d's memory (spec/start.md step 9).
 func (h *hv) requestMem(ctx context.Context, d *core.Domain) (func(), error) {
-	if !h.conn.Embedded() {
-		return h.env.requestMem(ctx, h.app, d)
-	}
-	h.conn.Close()
-	release, err := h.env.requestMem(ctx, h.app, d)
-	conn, cerr := h.env.virt(ctx)
-	if cerr != nil {
-		if release != nil {
-			release()
-		}
-		h.conn = nil
-		return nil, cerr
-	}
-	h.conn = conn
-	if err != nil {
-		return nil, err
-	}
-	return release, nil
+	return h.env.requestMem(ctx, h.app, d)
 }
 
 func (h *hv) stopStorage(ctx context.Context, d *core.Domain) {
@@ -497,9 +470,8 @@ func (h *hv) kill(ctx context.Context, d *core.Domain) error {
 	return nil
 }
 
-// waitHalted polls the hypervisor (connecting only for each look, so other
-// qvm commands get the embedded driver in between) until every named qube
-// is halted or its deadline passes. It returns the names that timed out.
+// waitHalted polls the hypervisor until every named qube is halted or its
+// deadline passes. It returns the names that timed out.
 func (env *Env) waitHalted(ctx context.Context, deadlines map[string]time.Time) ([]string, error) {
 	pending := map[string]time.Time{}
 	for n, t := range deadlines {
@@ -512,7 +484,6 @@ func (env *Env) waitHalted(ctx context.Context, deadlines map[string]time.Time) 
 			return nil, err
 		}
 		states, err := conn.States(ctx)
-		conn.Close()
 		if err != nil {
 			return nil, err
 		}
