@@ -10,10 +10,10 @@ import (
 	"github.com/qvm-dev/qvm/core/virt"
 )
 
-// deviceHV is the libvirt side of qvm device. It connects at its first
-// use, which is inside the state lock (the order every qvm command takes
-// the two locks in); when no qube's storage is marked running nothing but
-// dom0 can run and it does not connect at all.
+// deviceHV is the libvirt side of qvm device. It uses the process's
+// connection (Env.virt), which view/update take before the qubes.xml lock
+// whenever some qube's storage is marked running; when none is, nothing
+// but dom0 can run and it does not connect at all.
 type deviceHV struct {
 	env    *Env
 	opened bool
@@ -36,12 +36,8 @@ func (h *deviceHV) open(ctx context.Context) (*virt.Conn, error) {
 	return h.conn, h.err
 }
 
-func (h *deviceHV) close() {
-	if h.conn != nil {
-		h.conn.Close()
-		h.conn = nil
-	}
-}
+// close ends this use; the connection stays the process's (Env.virt).
+func (h *deviceHV) close() { h.conn = nil }
 
 // Running implements devices.Hypervisor.
 func (h *deviceHV) Running(ctx context.Context) ([]string, error) {
