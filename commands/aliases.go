@@ -19,6 +19,15 @@ var aliases = map[string][]string{
 	"qvm-check":    {"check"},
 	"qvm-pool":     {"pool"},
 	"qvm-firewall": {"firewall"},
+	"qvm-device":   {"device"},
+	"qvm-pci":      {"device", "pci"},
+	"qvm-block":    {"device", "block"},
+	"qvm-usb":      {"device", "usb"},
+	"qvm-start":    {"start"},
+	"qvm-shutdown": {"shutdown"},
+	"qvm-kill":     {"kill"},
+	"qvm-pause":    {"pause"},
+	"qvm-unpause":  {"unpause"},
 	"qvm-volume":   {"volume"},
 }
 
