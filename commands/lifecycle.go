@@ -119,14 +119,34 @@ func (h *hv) afterStop(ctx context.Context, d *core.Domain) {
 	}
 }
 
+// removeDisposable drops an auto_cleanup disposable from the state; its
+// data goes once the state without it is saved (as qvm remove does), so a
+// crash in between leaves at worst an orphan directory, never a qube
+// without volumes.
 func (h *hv) removeDisposable(ctx context.Context, d *core.Domain) {
 	if err := h.app.Remove(d); err != nil {
 		h.env.warnf(d.Name(), "auto-cleanup failed: %v", err)
 		return
 	}
-	if err := h.st.Remove(ctx, d); err != nil {
-		h.env.warnf(d.Name(), "auto-cleanup of volumes: %v", err)
+	st, env := h.st, h.env
+	env.afterCommit = append(env.afterCommit, func() {
+		if err := st.Remove(ctx, d); err != nil {
+			env.warnf(d.Name(), "auto-cleanup of volumes: %v", err)
+		}
+	})
+}
+
+// committed runs what waits for the state to be saved; after a failed
+// save it is dropped.
+func (env *Env) committed(err error) error {
+	acts := env.afterCommit
+	env.afterCommit = nil
+	if err == nil {
+		for _, a := range acts {
+			a()
+		}
 	}
+	return err
 }
 
 // runMarkers reports whether any volume-running marker exists: the cheap
@@ -163,7 +183,7 @@ func (env *Env) reconcileNow(ctx context.Context) error {
 		h.reconcile(ctx)
 		return nil
 	})
-	return err
+	return env.committed(err)
 }
 
 // logHint is where the hypervisor's log of a failed start is.

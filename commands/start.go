@@ -121,10 +121,17 @@ func runStartDispVM(ctx context.Context, env *Env, args []string) error {
 			_ = app.Remove(d)
 			return &ExitError{Code: 1, Msg: fmt.Sprintf("Error: Starting qube failed: %s: %s", d.Name(), oneLine(err.Error())), Raw: true}
 		}
+		// On failure nothing is saved: the disposable never existed for
+		// others, and its data goes at once.
+		discard := func() {
+			_ = app.Remove(d)
+			if err := st.Remove(ctx, d); err != nil {
+				env.warnf(d.Name(), "removing the failed disposable: %v", err)
+			}
+		}
 		h, err := env.openHV(ctx, app)
 		if err != nil {
-			h2 := &hv{env: env, app: app, st: st}
-			h2.removeDisposable(ctx, d)
+			discard()
 			return err
 		}
 		defer h.close()
@@ -136,12 +143,11 @@ func runStartDispVM(ctx context.Context, env *Env, args []string) error {
 			if h.storageStarted(d) {
 				_ = h.st.Stop(ctx, d)
 			}
-			h.removeDisposable(ctx, d)
+			discard()
 			var ue *UsageError
 			if errors.As(err, &ue) {
 				return err
 			}
-			// Nothing is saved: the disposable never existed for others.
 			return &ExitError{Code: 1, Msg: fmt.Sprintf("Error: Starting qube failed: %s: %s", d.Name(), oneLine(err.Error())), Raw: true}
 		}
 		fmt.Fprintln(env.IO.Out, d.Name())
