@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/storage"
 )
 
 type checkOptions struct {
@@ -151,6 +152,7 @@ func runStateCheck(ctx context.Context, env *Env, o checkOptions) error {
 	var qubes int
 	err = st.View(ctx, func(app *core.App) error {
 		findings = append(app.Inconsistencies(), st.Orphans(app)...)
+		findings = append(findings, storage.Open(app, env.storageOptions()).Orphans()...)
 		qubes = len(app.Domains())
 		return nil
 	})

@@ -63,10 +63,12 @@ func runClone(ctx context.Context, env *Env, o cloneOptions, src, dst string) er
 		// within a filesystem, a thin snapshot within a thin pool, else
 		// streamed). On failure all of it goes and qubes.xml is not written.
 		st := storage.Open(app, env.storageOptions())
-		if err := st.Create(ctx, d); err != nil {
-			return err
+		err = st.Create(ctx, d)
+		if err == nil {
+			err = st.Clone(ctx, s, d)
 		}
-		if err := st.Clone(ctx, s, d); err != nil {
+		if err != nil {
+			// Remove takes the qube directory too, with anything put there.
 			if rerr := st.Remove(ctx, d); rerr != nil {
 				env.warnf(env.progFor("qvm clone"), "cleanup of %s: %v", dst, rerr)
 			}

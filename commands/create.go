@@ -144,18 +144,23 @@ func runCreate(ctx context.Context, env *Env, o createOptions, args []string) er
 			}
 			return usagef("no such label: '%s'; available: %s", o.label, strings.Join(names, ", "))
 		}
-		d, err := app.Create(core.CreateOpts{Class: class, Name: name, Label: o.label, Template: o.template,
-			Volumes: core.VolumeOpts{Pool: o.pool, Pools: pools}})
+		var d *core.Domain
+		if class == "StandaloneVM" && o.template != "" {
+			d, err = createStandaloneFrom(ctx, env, app, o.template, name, o.label, core.VolumeOpts{Pool: o.pool, Pools: pools})
+		} else {
+			d, err = app.Create(core.CreateOpts{Class: class, Name: name, Label: o.label, Template: o.template,
+				Volumes: core.VolumeOpts{Pool: o.pool, Pools: pools}})
+			if err == nil {
+				// The volumes are made before qubes.xml is written: a failure
+				// removes them again and the state is not saved.
+				err = storage.Open(app, env.storageOptions()).Create(ctx, d)
+			}
+		}
 		if err != nil {
 			var ue *UsageError
 			if errors.As(err, &ue) {
 				return err
 			}
-			return &ExitError{Code: 1, Msg: fmt.Sprintf("%s: Error creating VM: %s", prog, err), Raw: true}
-		}
-		// The volumes are made before qubes.xml is written: a failure
-		// removes them again and the state is not saved.
-		if err := storage.Open(app, env.storageOptions()).Create(ctx, d); err != nil {
 			return &ExitError{Code: 1, Msg: fmt.Sprintf("%s: Error creating VM: %s", prog, err), Raw: true}
 		}
 		for _, p := range props {
@@ -193,6 +198,41 @@ func runCreate(ctx context.Context, env *Env, o createOptions, args []string) er
 		}
 	}
 	return rootErr
+}
+
+// createStandaloneFrom is qvm create --standalone -t T: a clone of T as a
+// StandaloneVM (properties, tags, features, devices and the root volume's
+// data; the private volume starts empty), then the label.
+func createStandaloneFrom(ctx context.Context, env *Env, app *core.App, tpl, name, label string, vo core.VolumeOpts) (*core.Domain, error) {
+	t, err := app.Domain(tpl)
+	if err != nil {
+		return nil, err
+	}
+	d, err := app.Clone(t, name, core.CloneOpts{Class: "StandaloneVM", Volumes: vo})
+	if err != nil {
+		return nil, err
+	}
+	if err := app.Set(d, "label", label); err != nil {
+		return nil, err
+	}
+	st := storage.Open(app, env.storageOptions())
+	if err := st.Create(ctx, d); err != nil {
+		return nil, err
+	}
+	dv, err := st.Volume(d, "root")
+	if err == nil {
+		var sv *storage.Volume
+		if sv, err = st.Volume(t, "root"); err == nil {
+			err = st.CloneVolume(ctx, dv, sv)
+		}
+	}
+	if err != nil {
+		if rerr := st.Remove(ctx, d); rerr != nil {
+			env.warnf(env.progFor("qvm create"), "cleanup of %s: %v", name, rerr)
+		}
+		return nil, err
+	}
+	return d, nil
 }
 
 // importRoot fills a new qube's root volume from a file (-r/-R); the volume

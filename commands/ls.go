@@ -261,11 +261,16 @@ func runLs(ctx context.Context, env *Env, o lsOptions, args []string) error {
 			}
 		}
 		if asJSON {
-			out := make([]map[string]string, 0, len(rows))
+			// "-" is the table's way of saying "none"; JSON says null.
+			out := make([]map[string]any, 0, len(rows))
 			for _, r := range rows {
-				m := map[string]string{}
+				m := map[string]any{}
 				for i, c := range cols {
-					m[strings.ToLower(strings.ReplaceAll(c, "-", "_"))] = r.cells[i]
+					var v any = r.cells[i]
+					if r.cells[i] == "-" {
+						v = nil
+					}
+					m[strings.ToLower(strings.ReplaceAll(c, "-", "_"))] = v
 				}
 				out = append(out, m)
 			}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -123,11 +122,12 @@ func usageLine(use, prog string) string {
 	if len(parts) < skip {
 		return prog
 	}
-	// Nested verbs (qvm volume resize) are already in prog.
-	for skip < len(parts) && slices.Contains(strings.Fields(prog), parts[skip]) {
-		skip++
+	rest := parts[skip:]
+	// A nested command (qvm firewall export) is already named by prog.
+	if len(rest) > 0 && strings.HasSuffix(prog, " "+rest[0]) {
+		rest = rest[1:]
 	}
-	return strings.Join(append([]string{prog}, parts[skip:]...), " ")
+	return strings.Join(append([]string{prog}, rest...), " ")
 }
 
 func isCobraUsage(err error) bool {

@@ -112,19 +112,17 @@ func removeVolumes(ctx context.Context, env *Env, removed []*core.Domain) error 
 		return nil
 	}
 	return env.update(ctx, func(app *core.App) error {
+		// As the reference, a volume that cannot be deleted is reported and
+		// the removal stands (the qube is gone from qubes.xml already).
 		st := storage.Open(app, env.storageOptions())
-		var first error
 		for _, d := range removed {
 			if _, err := app.Domain(d.Name()); err == nil {
 				continue
 			}
 			if err := st.Remove(ctx, d); err != nil {
 				env.warnf(env.progFor("qvm remove"), "removing the volumes of %s: %v", d.Name(), err)
-				if first == nil {
-					first = err
-				}
 			}
 		}
-		return first
+		return nil
 	})
 }

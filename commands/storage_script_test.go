@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,9 +44,7 @@ func TestStorageScript(t *testing.T) {
 			if !ok {
 				return false, fmt.Errorf("unknown condition %q", cond)
 			}
-			_, err := exec.LookPath("mkfs." + fstype)
-			_, lerr := os.Stat("/dev/loop-control")
-			return err == nil && lerr == nil && os.Geteuid() == 0, nil
+			return canLoopMount(fstype), nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exitcode":     scriptExitcode,
@@ -59,6 +58,46 @@ func TestStorageScript(t *testing.T) {
 			"storagestop":  func(ts *testscript.TestScript, neg bool, args []string) { scriptStorage(ts, neg, args, false) },
 		},
 	})
+}
+
+var loopProbe sync.Map // fstype -> bool
+
+// canLoopMount tries once per filesystem type to make and mount a small
+// loop filesystem (mkfs installed, root, a free loop device).
+func canLoopMount(fstype string) bool {
+	if v, ok := loopProbe.Load(fstype); ok {
+		return v.(bool)
+	}
+	ok := func() bool {
+		if _, err := exec.LookPath("mkfs." + fstype); err != nil || os.Geteuid() != 0 {
+			return false
+		}
+		dir, err := os.MkdirTemp("", "qvm-loopprobe-")
+		if err != nil {
+			return false
+		}
+		defer os.RemoveAll(dir)
+		img := dir + "/fs.img"
+		f, err := os.Create(img)
+		if err != nil || f.Truncate(400<<20) != nil {
+			return false
+		}
+		f.Close()
+		args := []string{"-q", img}
+		if strings.HasPrefix(fstype, "ext") {
+			args = []string{"-q", "-F", img}
+		}
+		if exec.Command("mkfs."+fstype, args...).Run() != nil {
+			return false
+		}
+		mnt := dir + "/mnt"
+		if os.Mkdir(mnt, 0o755) != nil || exec.Command("mount", "-o", "loop", img, mnt).Run() != nil {
+			return false
+		}
+		return exec.Command("umount", mnt).Run() == nil
+	}()
+	loopProbe.Store(fstype, ok)
+	return ok
 }
 
 // exitcode N prog args...: run prog and require exit code N.

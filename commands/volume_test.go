@@ -63,3 +63,44 @@ func TestVolumeImportProgress(t *testing.T) {
 		t.Errorf("pipe import: code %d, stderr %q", code, e)
 	}
 }
+
+// TestVolumeListTTY: on a terminal a volume shared by several qubes (a
+// kernel) names its pool:vid once, unless --full.
+func TestVolumeListTTY(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("QVM_STATE_DIR", dir+"/state")
+	t.Setenv("QVM_CONFIG", dir+"/none.yaml")
+	t.Setenv("QVM_RUN_DIR", dir+"/run")
+	run := func(tty bool, args ...string) string {
+		var out, errb bytes.Buffer
+		if code := MainContext(context.Background(), append([]string{"qvm"}, args...),
+			IO{In: strings.NewReader(""), Out: &out, Err: &errb, IsTTY: tty}, time.Now); code != 0 {
+			t.Fatalf("%v: %d %s", args, code, errb.String())
+		}
+		return out.String()
+	}
+	run(false, "init", "--reflink", "no")
+	kdir := dir + "/state/vm-kernels/6.1"
+	if err := os.MkdirAll(kdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"vmlinuz", "initramfs"} {
+		if err := os.WriteFile(kdir+"/"+f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(false, "prefs", "--global", "default_kernel", "6.1")
+	run(false, "create", "--standalone", "-l", "red", "a")
+	run(false, "create", "--standalone", "-l", "red", "b")
+	want := "linux-kernel:6.1  a       kernel       No\n                  b       kernel       No\n"
+	if got := run(true, "volume", "ls", "-p", "linux-kernel"); !strings.Contains(got, want) {
+		t.Errorf("tty listing:\n%s\nwant\n%s", got, want)
+	}
+	want = "linux-kernel:6.1  a       kernel       No\nlinux-kernel:6.1  b       kernel       No\n"
+	if got := run(true, "volume", "ls", "--full", "-p", "linux-kernel"); !strings.Contains(got, want) {
+		t.Errorf("--full listing:\n%s", got)
+	}
+	if got := run(false, "volume", "ls", "-p", "linux-kernel"); !strings.Contains(got, want) {
+		t.Errorf("pipe listing:\n%s", got)
+	}
+}

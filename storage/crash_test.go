@@ -71,17 +71,35 @@ func crashChild(op, dir string) error {
 			case "resize":
 				v, _ := st.Volume(work, "private")
 				return v.Resize(ctx, int64(4+2*(i%2))*mib)
-			case "clone":
-				// qvm clone, then qvm remove of the copy (xml first, then data).
+			case "clone", "create":
+				// qvm clone (or create), then qvm remove of the copy (xml
+				// first, then data).
 				name := fmt.Sprintf("copy%d-%d", os.Getpid(), i)
-				d, err := app.Clone(work, name, core.CloneOpts{})
+				var d *core.Domain
+				var err error
+				if op == "clone" {
+					d, err = app.Clone(work, name, core.CloneOpts{})
+				} else {
+					d, err = app.Create(core.CreateOpts{Class: "StandaloneVM", Name: name, Label: "red"})
+					for _, v := range d.Volumes {
+						v.Size = 4 * mib
+					}
+				}
 				if err != nil {
 					return err
 				}
 				if err := st.Create(ctx, d); err != nil {
 					return err
 				}
-				if err := st.Clone(ctx, work, d); err != nil {
+				if op == "create" {
+					bd := filepath.Join(dir, "appvms", name, "private.img")
+					if err := os.WriteFile(bd, []byte("init\x00\x00\x00\x00\x00\x00"), 0o600); err != nil {
+						return err
+					}
+					if err := os.Truncate(bd, 4*mib); err != nil {
+						return err
+					}
+				} else if err := st.Clone(ctx, work, d); err != nil {
 					_ = st.Remove(ctx, d)
 					return err
 				}
@@ -174,8 +192,8 @@ func globRevs(clean string) []string {
 	return m
 }
 
-// TestCrashSafety kills a process at random moments of commit, resize and
-// clone (create + copy + remove) on btrfs; after each kill the state must
+// TestCrashSafety kills a process at random moments of commit, resize,
+// clone (new volumes + copy + remove) and create on btrfs; after each kill the state must
 // be the old or the new one, with no file a later start would misuse.
 func TestCrashSafety(t *testing.T) {
 	dir := loopFS(t, "btrfs")
@@ -187,8 +205,8 @@ func TestCrashSafety(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewSource(seed))
-	for _, op := range []string{"commit", "resize", "clone"} {
-		for round := 0; round < 25; round++ {
+	for _, op := range []string{"commit", "resize", "clone", "create"} {
+		for round := 0; round < 20; round++ {
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), "QVM_STORAGE_CRASH_OP="+op, "QVM_STORAGE_CRASH_DIR="+dir)
 			var out strings.Builder

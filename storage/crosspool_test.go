@@ -50,6 +50,15 @@ func TestCrossPoolClone(t *testing.T) {
 			t.Errorf("%s: streamed back, hash %s", pool, got)
 		}
 	}
+	// A snapshot volume is cloned through its source: an AppVM's root
+	// into a StandaloneVM gives the template's root.
+	writeAt(t, ts.path("vm-templates/tpl/root.img"), 0, "tpl-root")
+	sa := ts.create(core.CreateOpts{Class: "StandaloneVM", Name: "sa", Label: "red"})
+	must(t, ts.st.CloneVolume(ctx, ts.vol(sa, "root"), ts.vol(ts.work, "root")))
+	if got := readAt(t, ts.path("appvms/sa/root.img"), 0, 8); got != "tpl-root" {
+		t.Errorf("standalone root from a snapshot reads %q", got)
+	}
+
 	// Extents of a sparse image list only the data.
 	exp, err := ts.vol(ts.work, "private").Export(ctx)
 	must(t, err)

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/internal/failpoint"
 )
 
 // fileDriver is the legacy file pool (§5): P.img plus device-mapper
@@ -201,6 +202,9 @@ func (d *fileDriver) Stop(ctx context.Context, v *Volume) error {
 func (d *fileDriver) commit(v *Volume, p filePaths) error {
 	if !exists(p.cow) {
 		return nil
+	}
+	if err := failpoint.Hit(FailpointCommit); err != nil {
+		return err
 	}
 	if v.Config.RevisionsToKeep != 0 {
 		if err := renameFile(p.cow, p.old); err != nil {

@@ -13,6 +13,18 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/qvm-dev/qvm/internal/failpoint"
+)
+
+// The durable steps of the storage layer, for the failpoint tests
+// (internal/failpoint): each is hit just before the step becomes visible.
+const (
+	FailpointCopy   = "volume.copy"   // a copied image complete, before its rename into place
+	FailpointCreate = "volume.create" // a qube's volume made, before the next one
+	FailpointCommit = "volume.commit" // old state kept as a revision, before the new one replaces it
+	FailpointImport = "volume.import" // imported data written, before it is committed
+	FailpointRemove = "volume.remove" // a qube's volume deleted, before the next one
 )
 
 // The file primitives of spec/storage.md §6.2. Every new file is written
@@ -190,6 +202,9 @@ func copyFile(ctx context.Context, r Runner, src, dst string, o copyOpts) (refli
 		if err := os.Chtimes(tmp, mt, mt); err != nil {
 			return fail(err)
 		}
+	}
+	if err := failpoint.Hit(FailpointCopy); err != nil {
+		return fail(err)
 	}
 	if err := persist(out, dst); err != nil {
 		return false, err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/internal/failpoint"
 )
 
 // lvmDriver is lvm_thin (§7): one thin LV per committed state, -snap for
@@ -105,10 +106,12 @@ func (d *lvmDriver) refresh(ctx context.Context) error {
 func (d *lvmDriver) ensure() {
 	if d.cache == nil || d.st.o.Now().Sub(d.loaded) > 30*time.Second {
 		if err := d.refresh(context.Background()); err != nil {
-			d.st.logf("lvs: %v", err)
+			// Said once per process; the volumes read as missing meanwhile.
+			d.st.logf("pool %s: cannot list its LVs: %v", d.p.Name, err)
 			if d.cache == nil {
 				d.cache = map[string]lvInfo{}
 			}
+			d.loaded = d.st.o.Now()
 		}
 	}
 }
@@ -215,6 +218,9 @@ func (d *lvmDriver) commit(ctx context.Context, v *Volume, x string, keepX bool)
 		if err := d.rename(ctx, vid, fmt.Sprintf("%s-%d-back", vid, secs)); err != nil {
 			return err
 		}
+	}
+	if err := failpoint.Hit(FailpointCommit); err != nil {
+		return err
 	}
 	var err error
 	if keepX {
@@ -362,6 +368,14 @@ func (d *lvmDriver) Stop(ctx context.Context, v *Volume) error {
 		if err := d.remove(ctx, vid); err != nil {
 			return err
 		}
+	}
+	return d.refresh(ctx)
+}
+
+// discard drops an unused -snap.
+func (d *lvmDriver) discard(ctx context.Context, v *Volume) error {
+	if err := d.remove(ctx, v.Vid()+"-snap"); err != nil {
+		return err
 	}
 	return d.refresh(ctx)
 }

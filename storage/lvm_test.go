@@ -259,6 +259,9 @@ func TestLVMVectors(t *testing.T) {
 	ts.st = Open(ts.app, Options{RunDir: ts.st.o.RunDir, Runner: f, Now: ts.st.o.Now})
 	drv, _ := ts.st.Driver("lvm")
 	drv.(*lvmDriver).devExists = func(p string) bool { return f.lvs[strings.TrimPrefix(p, "/dev/")] != nil }
+	if n := ts.vol(work, "volatile").cryptName(); n != "qubes_dom0-vm--work--volatile@crypt" {
+		t.Errorf("lvm crypt name %s", n)
+	}
 	v := ts.vol(work, "private")
 	revs, _ := v.Revisions()
 	want := []Revision{{"1521065904-back", "2018-03-14T22:18:24"}, {"1521065905-back", "2018-03-14T22:18:25"}}
@@ -296,12 +299,16 @@ func TestLVMVectors(t *testing.T) {
 	// A failed start stops what it started; lvm errors surface as the stderr text.
 	f.fail = "LC_ALL=C.UTF-8 lvm lvcreate --thin --setactivationskip=n --activate=y --name=vm-work-volatile"
 	must(t, ts.st.Stop(ctx, work))
+	revsBefore, _ := ts.vol(work, "private").Revisions()
 	err := ts.st.Start(ctx, work)
 	if err == nil || err.Error() != "injected failure" {
 		t.Errorf("failing lvcreate: %v", err)
 	}
 	if f.lvs[priv+"-snap"] != nil || f.lvs["qubes_dom0/vm-work-root-snap"] != nil || f.lvs["qubes_dom0/vm-work-volatile"] != nil {
 		t.Error("a failed start left running LVs behind")
+	}
+	if after, _ := ts.vol(work, "private").Revisions(); len(after) != len(revsBefore) {
+		t.Errorf("a failed start made a revision: %v, were %v", after, revsBefore)
 	}
 	f.fail = ""
 	// Clone in the same thin pool is a thin snapshot of the source's current LV.

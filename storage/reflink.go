@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/internal/failpoint"
 )
 
 // reflinkDriver is file-reflink (spec/storage.md §6): plain image files on
@@ -280,6 +281,23 @@ func (d *reflinkDriver) Stop(ctx context.Context, v *Volume) error {
 	return removeFile(p.clean)
 }
 
+// discard turns an unused running copy back into the precache it was
+// made from (same data as the clean image, so its mtime is set to match).
+func (d *reflinkDriver) discard(_ context.Context, v *Volume) error {
+	p, err := d.paths(v)
+	if err != nil {
+		return err
+	}
+	cl, err := os.Stat(p.clean)
+	if err != nil || !exists(p.dirty) {
+		return removeFile(p.dirty)
+	}
+	if err := os.Chtimes(p.dirty, cl.ModTime(), cl.ModTime()); err != nil {
+		return err
+	}
+	return renameFile(p.dirty, p.precache)
+}
+
 // commit makes from the clean image; the old clean becomes revision N+1
 // and revisions beyond revisions_to_keep are pruned (oldest first).
 func (d *reflinkDriver) commit(ctx context.Context, v *Volume, p reflinkPaths, from string) error {
@@ -314,6 +332,9 @@ func (d *reflinkDriver) commit(ctx context.Context, v *Volume, p reflinkPaths, f
 	f.Close()
 	if serr != nil {
 		return serr
+	}
+	if err := failpoint.Hit(FailpointCommit); err != nil {
+		return err
 	}
 	return d.withPrecache(ctx, v, p, func() error { return renameFile(from, p.clean) })
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/internal/failpoint"
 )
 
 // Options configure a Storage; the zero value is the real system.
@@ -53,6 +54,8 @@ type Storage struct {
 	// hasDM and dmExists answer for device-mapper; tests replace them.
 	hasDM    func() bool
 	dmExists func(name string) bool
+	// mapperDir is /dev/mapper (tests point it elsewhere).
+	mapperDir string
 }
 
 // Open wraps a loaded state. Drivers are made on first use.
@@ -71,7 +74,7 @@ func Open(app *core.App, o Options) *Storage {
 	}
 	return &Storage{app: app, o: o, drivers: map[string]Driver{},
 		hasDM:    func() bool { return exists("/dev/mapper/control") },
-		dmExists: func(name string) bool { return exists("/dev/mapper/" + name) }}
+		dmExists: func(name string) bool { return exists("/dev/mapper/" + name) }, mapperDir: "/dev/mapper"}
 }
 
 func (s *Storage) logf(format string, args ...any) { s.o.Log(fmt.Sprintf(format, args...)) }
@@ -228,7 +231,9 @@ func (s *Storage) Start(ctx context.Context, d *core.Domain) error {
 		return fmt.Errorf("run directory: %w", err)
 	}
 	var started []*Volume
+	wasDirty := map[*Volume]bool{}
 	for _, v := range vols {
+		wasDirty[v] = v.IsDirty()
 		var err error
 		if v.Ephemeral() {
 			err = s.startEncrypted(ctx, v)
@@ -237,7 +242,7 @@ func (s *Storage) Start(ctx context.Context, d *core.Domain) error {
 		}
 		if err != nil {
 			for _, u := range started {
-				if serr := s.stopOne(ctx, u); serr != nil {
+				if serr := s.undoStart(ctx, u, wasDirty[u]); serr != nil {
 					s.logf("stop of %s after a failed start: %v", u.Vid(), serr)
 				}
 			}
@@ -272,6 +277,24 @@ func (s *Storage) Stop(ctx context.Context, d *core.Domain) error {
 	return errors.Join(errs...)
 }
 
+// discarder drivers can drop a running copy nothing has used yet.
+type discarder interface {
+	discard(ctx context.Context, v *Volume) error
+}
+
+// undoStart takes back the start of a volume when a later one failed: the
+// qube never ran, so a clean origin's running copy is dropped instead of
+// committed (a commit would rotate out the oldest revision for nothing).
+func (s *Storage) undoStart(ctx context.Context, v *Volume, wasDirty bool) error {
+	if dd, ok := v.drv.(discarder); ok && v.Kind() == Origin && !v.SnapshotsDisabled() && !wasDirty {
+		if v.Ephemeral() {
+			s.closeCrypt(ctx, v)
+		}
+		return dd.discard(ctx, v)
+	}
+	return s.stopOne(ctx, v)
+}
+
 func (s *Storage) stopOne(ctx context.Context, v *Volume) error {
 	if v.Ephemeral() {
 		s.closeCrypt(ctx, v)
@@ -282,30 +305,37 @@ func (s *Storage) stopOne(ctx context.Context, v *Volume) error {
 // startEncrypted maps a volatile volume through dm-crypt with a throw-away
 // key (§3.3) so its data is unreadable after the qube stops.
 func (s *Storage) startEncrypted(ctx context.Context, v *Volume) error {
+	if !s.hasDM() {
+		return fmt.Errorf("ephemeral volume %s needs device-mapper (/dev/mapper is missing)", v.Vid())
+	}
 	s.closeCrypt(ctx, v)
 	if err := v.Start(ctx); err != nil {
 		return err
 	}
-	if !s.hasDM() {
-		return fmt.Errorf("ephemeral volume %s needs device-mapper (/dev/mapper is missing)", v.Vid())
-	}
 	name := v.cryptName()
-	if _, stderr, err := s.o.Runner.Run(ctx, nil, "cryptsetup", "--key-file=/dev/urandom", "--cipher=aes-xts-plain64",
-		"--type=plain", "--", "open", v.drv.BlockDevice(v), name); err != nil {
-		return fmt.Errorf("cryptsetup open %s: %s", name, strings.TrimSpace(string(stderr)))
-	}
-	f, err := os.OpenFile("/dev/mapper/"+name, os.O_WRONLY, 0)
-	if err != nil {
+	err := func() error {
+		if _, stderr, err := s.o.Runner.Run(ctx, nil, "cryptsetup", "--key-file=/dev/urandom", "--cipher=aes-xts-plain64",
+			"--type=plain", "--", "open", v.drv.BlockDevice(v), name); err != nil {
+			return fmt.Errorf("cryptsetup open %s: %s", name, strings.TrimSpace(string(stderr)))
+		}
+		f, err := os.OpenFile(filepath.Join(s.mapperDir, name), os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = f.Write(make([]byte, 65536))
 		return err
+	}()
+	if err != nil {
+		s.closeCrypt(ctx, v)
+		_ = v.Stop(ctx)
 	}
-	defer f.Close()
-	_, err = f.Write(make([]byte, 65536))
 	return err
 }
 
 func (s *Storage) closeCrypt(ctx context.Context, v *Volume) {
 	name := v.cryptName()
-	if _, err := os.Stat("/dev/mapper/" + name); err == nil {
+	if s.dmExists(name) {
 		if _, stderr, err := s.o.Runner.Run(ctx, nil, "cryptsetup", "close", name); err != nil {
 			s.logf("cryptsetup close %s: %s", name, strings.TrimSpace(string(stderr)))
 		}
@@ -337,6 +367,9 @@ func (s *Storage) Create(ctx context.Context, d *core.Domain) error {
 				break
 			}
 			made = append(made, v)
+			if err = failpoint.Hit(FailpointCreate); err != nil {
+				break
+			}
 		}
 		if err != nil {
 			for _, v := range made {
@@ -378,6 +411,9 @@ func (s *Storage) Remove(ctx context.Context, d *core.Domain) error {
 				first = err
 			}
 		}
+		if err := failpoint.Hit(FailpointRemove); err != nil {
+			return err
+		}
 	}
 	if err := os.RemoveAll(dir); err != nil && first == nil {
 		first = err
@@ -411,8 +447,13 @@ func (s *Storage) Clone(ctx context.Context, src, dst *core.Domain) error {
 
 // CloneVolume replaces dst's data by src's committed data: the fast way
 // when the pools allow (reflink, thin snapshot), else streamed. dst ends
-// with src's size.
+// with src's size. A snapshot src is read through its source (cloning an
+// AppVM into a StandaloneVM copies the template's root).
 func (s *Storage) CloneVolume(ctx context.Context, dst, src *Volume) error {
+	// A snapshot volume (an AppVM's root) holds what its source holds.
+	for src.Kind() == Snapshot && src.Source != nil {
+		src = src.Source
+	}
 	if src.Running() && src.SnapshotsDisabled() {
 		return fmt.Errorf("Volume %s must be stopped before importing its data", src.Vid())
 	}

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/internal/failpoint"
 )
 
 // Volume is one volume of a qube: its saved config, its pool and, for a
@@ -152,6 +153,9 @@ func (v *Volume) Resize(ctx context.Context, size int64) error {
 		return fmt.Errorf("Invalid size %d for volume %s", size, v.vid)
 	}
 	if !v.Config.RW {
+		if v.Pool.Driver == "file-reflink" {
+			return fmt.Errorf("Cannot resize: %s is read-only", v.vid)
+		}
 		return fmt.Errorf("Can not resize readonly volume %s", v.vid)
 	}
 	return v.drv.Resize(ctx, v, size)
@@ -210,13 +214,16 @@ func (v *Volume) Import(ctx context.Context, r io.Reader, size int64) error {
 		return fmt.Errorf("Invalid size %d for volume %s", size, v.vid)
 	}
 	if v.Running() {
-		return fmt.Errorf("Domain is powered on: %s", v.Domain.Name())
+		return fmt.Errorf("Domain is not powered off: %s", v.Domain.Name())
 	}
 	p, err := v.drv.ImportBegin(ctx, v, size)
 	if err != nil {
 		return err
 	}
 	werr := copyExact(ctx, p, r, size)
+	if werr == nil {
+		werr = failpoint.Hit(FailpointImport)
+	}
 	if err := v.drv.ImportEnd(ctx, v, werr == nil); err != nil && werr == nil {
 		werr = err
 	}
@@ -272,7 +279,12 @@ func (e *Export) Extents() ([]Extent, error) {
 // Close releases the export.
 func (e *Export) Close() error { return e.f.Close() }
 
+// cryptName is the dm-crypt mapping of an ephemeral volume (§3.3); lvm
+// volumes name it after their LV.
 func (v *Volume) cryptName() string {
+	if v.Pool.Driver == "lvm_thin" {
+		return strings.TrimPrefix(mapperPath(v.vid), "/dev/mapper/") + "@crypt"
+	}
 	q := strings.ReplaceAll(strings.ReplaceAll(v.Domain.Name(), "_", "_u"), "-", "_d")
 	return "vm-volatile-" + q + "-crypt@" + v.Name()
 }
@@ -281,7 +293,7 @@ func (v *Volume) cryptName() string {
 // a revision where the driver keeps revisions.
 func (v *Volume) Clear(ctx context.Context) error {
 	if v.Running() {
-		return fmt.Errorf("Domain is powered on: %s", v.Domain.Name())
+		return fmt.Errorf("Domain is not powered off: %s", v.Domain.Name())
 	}
 	size := v.Size()
 	if _, err := v.drv.ImportBegin(ctx, v, size); err != nil {

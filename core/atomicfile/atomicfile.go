@@ -10,6 +10,8 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+
+	"github.com/qvm-dev/qvm/internal/failpoint"
 )
 
 // Options say how the new file is made.
@@ -20,6 +22,9 @@ type Options struct {
 	Group string
 	// TempPrefix names the temp file (default: base name + "~").
 	TempPrefix string
+	// Failpoint names the durable step for the hardening tests: it is hit
+	// when the temp file is complete and synced, just before the rename.
+	Failpoint string
 }
 
 // WriteFile writes data to a temp file in path's directory, fsyncs it,
@@ -68,6 +73,11 @@ func Write(path string, opt Options, fill func(*os.File) error) (err error) {
 	}
 	if err = tmp.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmp.Name(), err)
+	}
+	if opt.Failpoint != "" {
+		if err = failpoint.Hit(opt.Failpoint); err != nil {
+			return err
+		}
 	}
 	if err = os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), path, err)

@@ -186,8 +186,11 @@ func (s *Store) write(data []byte) error {
 	if s.BeforeWrite != nil {
 		s.BeforeWrite()
 	}
-	return atomicfile.WriteFile(path, data, atomicfile.Options{Mode: 0o660, Group: "qubes"})
+	return atomicfile.WriteFile(path, data, atomicfile.Options{Mode: 0o660, Group: "qubes", Failpoint: FailpointWrite})
 }
+
+// FailpointWrite is the durable step of replacing qubes.xml.
+const FailpointWrite = "qubes.xml.write"
 
 func same(f *os.File, path string) bool {
 	a, err1 := f.Stat()
