@@ -218,7 +218,7 @@ func (p *pass) doBalance() error {
 	if !d.opts.Params.IsBalanceReqSignificant(reqs, xenFree, d.lookup) {
 		return nil
 	}
-	d.log.Info("balance", "branch", string(branch), "xenfree", xenFree, "requests", len(reqs))
+	d.log.Debug("balance", "branch", string(branch), "xenfree", xenFree, "requests", len(reqs))
 	prev := make(map[string]int64, len(d.doms))
 	for _, dom := range d.doms {
 		prev[dom.ID] = dom.MemActual

@@ -95,7 +95,18 @@ reference qmemman). Logs go to stderr (the journal under systemd).`,
 	f.DurationVar(&o.interval, "interval", time.Second, "time between balancing passes (passes also follow domain events)")
 	f.StringVar(&o.budget, "budget", "", "memory to share between the domains (e.g. 8GiB) instead of the host's free memory")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log at debug level")
-	cmd.AddCommand(newAlgoCmd(stdio))
+	cmd.AddCommand(newAlgoCmd(stdio), &cobra.Command{
+		Use:    "session-helper",
+		Short:  "one embedded-driver session for the daemon (internal)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !virthost.IsHelper() {
+				return usageError{errors.New("session-helper is started by qmemmand itself")}
+			}
+			return virthost.ServeHelper(cmd.Context(), stdio.In, stdio.Out)
+		},
+	})
 	return cmd
 }
 
@@ -171,7 +182,11 @@ func runDaemon(ctx context.Context, stdio IO, o daemonOptions) error {
 			return usageError{fmt.Errorf("--budget %q: want a positive size (e.g. 8GiB)", o.budget)}
 		}
 	}
-	host := virthost.New(virt.Config{URI: o.uri, StateDir: o.stateDir}, virthost.Options{Budget: budget})
+	hopts := virthost.Options{Budget: budget}
+	if exe, err := os.Executable(); err == nil {
+		hopts.Helper = []string{exe, "session-helper"}
+	}
+	host := virthost.New(virt.Config{URI: o.uri, StateDir: o.stateDir}, hopts)
 	if !host.Embedded() {
 		virthost.StartEventLoop()
 	}

@@ -32,7 +32,7 @@ func needEmbedded(t *testing.T) {
 func TestEmbeddedSessionTakesQvmLock(t *testing.T) {
 	needEmbedded(t)
 	root := filepath.Join(t.TempDir(), "libvirt")
-	h := New(virt.Config{URI: "qemu:///embed?root=" + root, LockTimeout: 2 * time.Second}, Options{Budget: 1024 * memd.MiB})
+	h := New(virt.Config{URI: "qemu:///embed?root=" + root, LockTimeout: 2 * time.Second}, helperOpts(1024*memd.MiB))
 	ctx := context.Background()
 	other := flock.New(root + ".lock")
 	s, err := h.Open(ctx)
@@ -62,4 +62,10 @@ func TestEmbeddedSessionTakesQvmLock(t *testing.T) {
 		t.Fatal("the pass kept the lock file")
 	}
 	other.Unlock()
+	// More passes than libvirt allows embedded connections in one process.
+	for i := 0; i < 20; i++ {
+		if err := d.Balance(ctx); err != nil {
+			t.Fatalf("pass %d: %v", i, err)
+		}
+	}
 }

@@ -43,6 +43,12 @@ type Options struct {
 	// and other processes make "free" a moving target, this says how much
 	// of the machine belongs to the guests.
 	Budget int64
+	// Helper, for the embedded driver, is the command line of a session
+	// helper (see helper.go), e.g. {"/usr/bin/qmemmand", "session-helper"};
+	// HelperEnv is added to its environment. Without it sessions connect in
+	// this process, which libvirt allows only 16 times.
+	Helper    []string
+	HelperEnv []string
 }
 
 // New returns a Host for cfg (an empty URI picks it as qvm does).
@@ -61,6 +67,13 @@ func (h *Host) Embedded() bool { return h.embedded }
 
 // Open returns a session; for the embedded driver it connects now.
 func (h *Host) Open(ctx context.Context) (memd.Session, error) {
+	if h.embedded && len(h.opts.Helper) > 0 {
+		return h.openHelper(ctx)
+	}
+	return h.openDirect(ctx)
+}
+
+func (h *Host) openDirect(ctx context.Context) (*session, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.embedded {
@@ -99,11 +112,11 @@ func (h *Host) Watch(ctx context.Context, notify func()) error {
 	if h.embedded {
 		return ErrNoEvents
 	}
-	s, err := h.Open(ctx)
+	s, err := h.openDirect(ctx)
 	if err != nil {
 		return err
 	}
-	lv := s.(*session).c.Libvirt()
+	lv := s.c.Libvirt()
 	id, err := lv.DomainEventLifecycleRegister(nil, func(*libvirt.Connect, *libvirt.Domain, *libvirt.DomainEventLifecycle) {
 		notify()
 	})
