@@ -12,6 +12,7 @@ import (
 // sections lists what BENCHMARKS.md reports, in order.
 var sections = []section{
 	{"State: qvm ls and qvm prefs on 1000 qubes", benchState},
+	{"qmemmand: idle memory, balancing pass, socket latency", benchMemd},
 }
 
 func benchState(r *runner) (string, error) {
