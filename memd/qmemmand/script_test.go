@@ -12,12 +12,16 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 	"golang.org/x/sys/unix"
+
+	"github.com/qvm-dev/qvm/memd/virthost"
 )
 
 // TestMain lets the test binary act as qmemmand for the scripts.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"qmemmand": func() { os.Exit(Main(os.Args, IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})) },
+		// The libvirt helper, found on PATH as an installed one would be.
+		"qmemmand-virt": func() { os.Exit(virthost.ServeHelperMain(os.Args[len(os.Args)-1])) },
 	})
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/qvm-dev/qvm/core/virt"
 	"github.com/qvm-dev/qvm/memd"
+	"github.com/qvm-dev/qvm/memd/virtclient"
 )
 
 func needEmbedded(t *testing.T) {
@@ -32,7 +33,7 @@ func needEmbedded(t *testing.T) {
 func TestEmbeddedSessionTakesQvmLock(t *testing.T) {
 	needEmbedded(t)
 	root := filepath.Join(t.TempDir(), "libvirt")
-	h := New(virt.Config{URI: "qemu:///embed?root=" + root, LockTimeout: 2 * time.Second}, helperOpts(1024*memd.MiB))
+	h := helperHost(virt.Config{URI: "qemu:///embed?root=" + root, LockTimeout: 2 * time.Second}, 1024*memd.MiB)
 	ctx := context.Background()
 	other := flock.New(root + ".lock")
 	s, err := h.Open(ctx)
@@ -62,6 +63,9 @@ func TestEmbeddedSessionTakesQvmLock(t *testing.T) {
 		t.Fatal("the pass kept the lock file")
 	}
 	other.Unlock()
+	if err := h.Watch(ctx, func() {}); err != virtclient.ErrNoEvents {
+		t.Errorf("Watch on the embedded driver = %v, want ErrNoEvents", err)
+	}
 	// More passes than libvirt allows embedded connections in one process.
 	for i := 0; i < 20; i++ {
 		if err := d.Balance(ctx); err != nil {

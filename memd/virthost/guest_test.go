@@ -18,7 +18,7 @@ import (
 // recHost records, per session, what the daemon read and what it set, so
 // the test can recompute the algorithm from the very facts it used.
 type recHost struct {
-	inner *Host
+	inner memd.Host
 	mu    sync.Mutex
 	log   []recEvent
 }
@@ -249,7 +249,7 @@ func TestRealGuestsBalance(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rec := &recHost{inner: New(cfg, helperOpts(1000*memd.MiB))}
+	rec := &recHost{inner: helperHost(cfg, 1000*memd.MiB)}
 	params := memd.DefaultParams()
 	// A TCG guest balloons slower than a Xen one: give do_balance's five
 	// waits for a donor more time than BALLOON_DELAY.

@@ -8,16 +8,13 @@ import (
 	"time"
 
 	"github.com/qvm-dev/qvm/core/virt"
+	"github.com/qvm-dev/qvm/memd/virtclient"
 )
 
-// TestMain lets the test binary be its own session helper.
+// TestMain lets the test binary be its own libvirt helper (qmemmand-virt).
 func TestMain(m *testing.M) {
-	if IsHelper() {
-		if err := ServeHelper(context.Background(), os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "session helper:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+	if os.Getenv("MEMD_TEST_HELPER") == "1" {
+		os.Exit(ServeHelperMain(os.Args[len(os.Args)-1]))
 	}
 	if uri := os.Getenv("MEMD_TEST_GUESTS_URI"); uri != "" {
 		// The embedded driver stays loaded in a process that connected
@@ -64,7 +61,8 @@ func guestsChild(uri string, args []string) error {
 	return nil
 }
 
-// helperOpts runs embedded-driver sessions in a child, as qmemmand does.
-func helperOpts(budget int64) Options {
-	return Options{Budget: budget, Helper: []string{os.Args[0]}}
+// helperHost runs sessions in a helper child, as qmemmand does.
+func helperHost(cfg virt.Config, budget int64) *virtclient.Host {
+	return virtclient.New(virtclient.Options{Argv: []string{os.Args[0]}, Env: []string{"MEMD_TEST_HELPER=1"},
+		URI: cfg.URI, StateDir: cfg.StateDir, Budget: budget, LockTimeout: cfg.LockTimeout})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/qvm-dev/qvm/core/virt"
 	"github.com/qvm-dev/qvm/memd"
+	"github.com/qvm-dev/qvm/memd/virtclient"
 )
 
 // StatsPeriod is the balloon statistics period (seconds) set on domains
@@ -43,12 +44,6 @@ type Options struct {
 	// and other processes make "free" a moving target, this says how much
 	// of the machine belongs to the guests.
 	Budget int64
-	// Helper, for the embedded driver, is the command line of a session
-	// helper (see helper.go), e.g. {"/usr/bin/qmemmand", "session-helper"};
-	// HelperEnv is added to its environment. Without it sessions connect in
-	// this process, which libvirt allows only 16 times.
-	Helper    []string
-	HelperEnv []string
 }
 
 // New returns a Host for cfg (an empty URI picks it as qvm does).
@@ -65,11 +60,11 @@ func (h *Host) URI() string { return h.cfg.URI }
 // Embedded reports whether sessions take the embedded driver's lock.
 func (h *Host) Embedded() bool { return h.embedded }
 
-// Open returns a session; for the embedded driver it connects now.
+// Open returns a session; for the embedded driver it connects now. In a
+// long-running process use virtclient instead: libvirt allows only 16
+// embedded connections per process and keeps the driver loaded after the
+// first.
 func (h *Host) Open(ctx context.Context) (memd.Session, error) {
-	if h.embedded && len(h.opts.Helper) > 0 {
-		return h.openHelper(ctx)
-	}
 	return h.openDirect(ctx)
 }
 
@@ -129,7 +124,7 @@ func (h *Host) Watch(ctx context.Context, notify func()) error {
 }
 
 // ErrNoEvents: events need a connection that is held between passes.
-var ErrNoEvents = fmt.Errorf("no lifecycle events with the embedded driver")
+var ErrNoEvents = virtclient.ErrNoEvents
 
 var eventLoop sync.Once
 
