@@ -23,6 +23,7 @@ var aliases = map[string][]string{
 	"qvm-kill":     {"kill"},
 	"qvm-pause":    {"pause"},
 	"qvm-unpause":  {"unpause"},
+	"qvm-volume":   {"volume"},
 }
 
 func aliasVerb(base string) ([]string, bool) {

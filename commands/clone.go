@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/storage"
 )
 
 type cloneOptions struct {
@@ -54,8 +55,22 @@ func runClone(ctx context.Context, env *Env, o cloneOptions, src, dst string) er
 		if o.class != "" && !slices.Contains(core.CreatableClasses(), o.class) {
 			return usagef("no such domain class: '%s'", o.class)
 		}
-		if _, err := app.Clone(s, dst, core.CloneOpts{Class: o.class, Volumes: core.VolumeOpts{Pool: o.pool, Pools: pools}}); err != nil {
+		d, err := app.Clone(s, dst, core.CloneOpts{Class: o.class, Volumes: core.VolumeOpts{Pool: o.pool, Pools: pools}})
+		if err != nil {
 			return fmt.Errorf("%w", err)
+		}
+		// New volumes, then the data of the save_on_stop ones (reflink
+		// within a filesystem, a thin snapshot within a thin pool, else
+		// streamed). On failure all of it goes and qubes.xml is not written.
+		st := storage.Open(app, env.storageOptions())
+		if err := st.Create(ctx, d); err != nil {
+			return err
+		}
+		if err := st.Clone(ctx, s, d); err != nil {
+			if rerr := st.Remove(ctx, d); rerr != nil {
+				env.warnf(env.progFor("qvm clone"), "cleanup of %s: %v", dst, rerr)
+			}
+			return err
 		}
 		return nil
 	})

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/storage"
 )
 
 type createOptions struct {
@@ -22,6 +24,9 @@ type createOptions struct {
 	pool        string
 	pools       []string
 	helpClasses bool
+	rootCopy    string
+	rootMove    string
+	noRoot      bool
 }
 
 func newCreateCmd(env *Env) *cobra.Command {
@@ -46,7 +51,12 @@ qube stays created and the exit code is 2.`,
 	f.StringVarP(&o.pool, "pool-all", "P", "", "pool for all volumes")
 	f.StringArrayVarP(&o.pools, "pool", "p", nil, "pool of one volume, VOLUME=POOL (repeatable)")
 	f.BoolVar(&o.helpClasses, "help-classes", false, "list the classes and exit")
+	f.StringVarP(&o.rootCopy, "root-copy-from", "r", "", "import FILE into the root volume (size = file size)")
+	f.StringVarP(&o.rootMove, "root-move-from", "R", "", "as --root-copy-from, then delete FILE")
+	f.BoolVar(&o.noRoot, "no-root", false, "ignored (stock compatibility)")
+	_ = f.MarkHidden("no-root")
 	cmd.MarkFlagsMutuallyExclusive("pool-all", "pool")
+	cmd.MarkFlagsMutuallyExclusive("root-copy-from", "root-move-from")
 	_ = cmd.RegisterFlagCompletionFunc("class", completeClasses)
 	_ = cmd.RegisterFlagCompletionFunc("label", completeLabels(env))
 	_ = cmd.RegisterFlagCompletionFunc("template", completeVMs(env, func(d *core.Domain) bool {
@@ -99,6 +109,15 @@ func runCreate(ctx context.Context, env *Env, o createOptions, args []string) er
 	if err != nil {
 		return err
 	}
+	rootFile := o.rootCopy + o.rootMove
+	if rootFile != "" {
+		if fi, err := os.Stat(rootFile); err != nil || !fi.Mode().IsRegular() {
+			return usagef("File pointed by --root-copy-from/--root-move-from does not exist")
+		}
+		if class == "AppVM" || class == "DispVM" {
+			return usagef("--root-copy-from/--root-move-from used but this qube does not have own 'root' volume (uses template's one)")
+		}
+	}
 	type kv struct{ k, v string }
 	var props []kv
 	for _, p := range o.props {
@@ -113,7 +132,7 @@ func runCreate(ctx context.Context, env *Env, o createOptions, args []string) er
 		name = args[0]
 	}
 	prog := env.progFor("qvm create")
-	var propErr error
+	var propErr, rootErr error
 	err = env.update(ctx, func(app *core.App) error {
 		if !slices.Contains(core.CreatableClasses(), class) {
 			return usagef("no such domain class: '%s'", class)
@@ -134,6 +153,11 @@ func runCreate(ctx context.Context, env *Env, o createOptions, args []string) er
 			}
 			return &ExitError{Code: 1, Msg: fmt.Sprintf("%s: Error creating VM: %s", prog, err), Raw: true}
 		}
+		// The volumes are made before qubes.xml is written: a failure
+		// removes them again and the state is not saved.
+		if err := storage.Open(app, env.storageOptions()).Create(ctx, d); err != nil {
+			return &ExitError{Code: 1, Msg: fmt.Sprintf("%s: Error creating VM: %s", prog, err), Raw: true}
+		}
 		for _, p := range props {
 			var perr error
 			if isVMRef(d, p.k) && isNoneWord(p.v) {
@@ -147,6 +171,11 @@ func runCreate(ctx context.Context, env *Env, o createOptions, args []string) er
 				break
 			}
 		}
+		if rootFile != "" && propErr == nil {
+			if err := importRoot(ctx, env, app, d, rootFile); err != nil {
+				rootErr = &ExitError{Code: 3, Msg: fmt.Sprintf("%s: Error importing root volume (but VM created): %s", prog, err), Raw: true}
+			}
+		}
 		if name == "" {
 			fmt.Fprintln(env.IO.Out, d.Name())
 		}
@@ -155,5 +184,32 @@ func runCreate(ctx context.Context, env *Env, o createOptions, args []string) er
 	if err != nil {
 		return err
 	}
-	return propErr
+	if propErr != nil {
+		return propErr
+	}
+	if rootErr == nil && o.rootMove != "" {
+		if err := os.Remove(o.rootMove); err != nil {
+			env.warnf(prog, "%v", err)
+		}
+	}
+	return rootErr
+}
+
+// importRoot fills a new qube's root volume from a file (-r/-R); the volume
+// takes the file's size.
+func importRoot(ctx context.Context, env *Env, app *core.App, d *core.Domain, path string) error {
+	v, err := storage.Open(app, env.storageOptions()).Volume(d, "root")
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return v.Import(ctx, f, fi.Size())
 }

@@ -23,7 +23,9 @@ func newInitCmd(env *Env) *cobra.Command {
 		Short: "Create a fresh qubes.xml and state directory",
 		Long: `Creates the state directory with the initial state of a fresh Qubes
 install: the eight standard labels, dom0, the varlibqubes pool (file-reflink
-when the filesystem supports reflinks, else file) and the linux-kernel pool.`,
+when the filesystem supports reflinks, else file) and the linux-kernel pool.
+--reflink yes insists on file-reflink and fails, as the pool's set-up check
+does, on a filesystem without reflinks.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runInit(cmd.Context(), env, o) },
 	}
@@ -43,6 +45,11 @@ func runInit(ctx context.Context, env *Env, o initOptions) error {
 	case "auto":
 		reflink = storage.ReflinkSupported(dir)
 	case "yes":
+		// The pool's own set-up check: refuse a filesystem without reflinks.
+		p := &core.PoolConfig{Name: "varlibqubes", Driver: "file-reflink", Opts: []core.Opt{{Key: "dir_path", Value: dir}}}
+		if err := storage.Setup(ctx, p, env.storageOptions()); err != nil {
+			return err
+		}
 		reflink = true
 	case "no":
 	default:

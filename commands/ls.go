@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/storage"
 )
 
 // lsFormats are the presets of --format (the stock qvm-ls ones).
@@ -225,10 +226,11 @@ func runLs(ctx context.Context, env *Env, o lsOptions, args []string) error {
 		if o.tree {
 			order, depths = treeOrder(app, kept)
 		}
+		st := storage.Open(app, env.storageOptions())
 		for _, d := range order {
 			r := row{d: d, depth: depths[d]}
 			for _, c := range cols {
-				r.cells = append(r.cells, cell(app, d, c))
+				r.cells = append(r.cells, cell(app, st, d, c))
 			}
 			rows = append(rows, r)
 		}
@@ -468,25 +470,49 @@ func propColumn(app *core.App, d *core.Domain, name string) string {
 	return v.S
 }
 
-func volumeCell(d *core.Domain, vol, what string) string {
-	v := d.Volume(vol)
-	switch what {
-	case "POOL":
-		if v == nil {
+// volumeCell is a disk column: the volume's real size and usage from its
+// driver, in MiB (0 when the qube has no such volume).
+func volumeCell(st *storage.Storage, d *core.Domain, vol, what string) string {
+	c := d.Volume(vol)
+	if what == "POOL" {
+		if c == nil {
 			return "-"
 		}
-		return v.Pool
-	case "MAX":
-		if v == nil {
-			return "0"
-		}
-		return strconv.FormatInt(v.Size/(1<<20), 10)
+		return c.Pool
 	}
-	// Usage needs the storage drivers; until they report it, it is unknown.
-	return "-"
+	if c == nil {
+		return "0"
+	}
+	v, err := st.Volume(d, vol)
+	if err != nil {
+		return "-"
+	}
+	switch what {
+	case "MAX":
+		return strconv.FormatInt(v.Size()/(1<<20), 10)
+	case "USED":
+		if size := v.Size(); size > 0 {
+			return strconv.FormatInt(v.Usage()*100/size, 10) + "%"
+		}
+		return "0"
+	}
+	return strconv.FormatInt(v.Usage()/(1<<20), 10)
 }
 
-func cell(app *core.App, d *core.Domain, col string) string {
+// diskCell is the total usage of a qube's volumes in MiB.
+func diskCell(st *storage.Storage, d *core.Domain) string {
+	vols, err := st.Volumes(d)
+	if err != nil {
+		return "-"
+	}
+	var n int64
+	for _, v := range vols {
+		n += v.Usage()
+	}
+	return strconv.FormatInt(n/(1<<20), 10)
+}
+
+func cell(app *core.App, st *storage.Storage, d *core.Domain, col string) string {
 	switch col {
 	case "NAME":
 		return d.Name()
@@ -504,19 +530,23 @@ func cell(app *core.App, d *core.Domain, col string) string {
 	case "MEMORY":
 		return "-"
 	case "DISK":
-		return "-"
-	case "PRIV-CURR", "PRIV-USED":
-		return volumeCell(d, "private", "CURR")
-	case "ROOT-CURR", "ROOT-USED":
-		return volumeCell(d, "root", "CURR")
+		return diskCell(st, d)
+	case "PRIV-CURR":
+		return volumeCell(st, d, "private", "CURR")
+	case "ROOT-CURR":
+		return volumeCell(st, d, "root", "CURR")
+	case "PRIV-USED":
+		return volumeCell(st, d, "private", "USED")
+	case "ROOT-USED":
+		return volumeCell(st, d, "root", "USED")
 	case "PRIV-MAX":
-		return volumeCell(d, "private", "MAX")
+		return volumeCell(st, d, "private", "MAX")
 	case "ROOT-MAX":
-		return volumeCell(d, "root", "MAX")
+		return volumeCell(st, d, "root", "MAX")
 	case "PRIV-POOL":
-		return volumeCell(d, "private", "POOL")
+		return volumeCell(st, d, "private", "POOL")
 	case "ROOT-POOL":
-		return volumeCell(d, "root", "POOL")
+		return volumeCell(st, d, "root", "POOL")
 	case "FLAGS":
 		return flags(app, d)
 	case "INITIALMEM":

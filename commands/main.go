@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,6 +122,10 @@ func usageLine(use, prog string) string {
 	}
 	if len(parts) < skip {
 		return prog
+	}
+	// Nested verbs (qvm volume resize) are already in prog.
+	for skip < len(parts) && slices.Contains(strings.Fields(prog), parts[skip]) {
+		skip++
 	}
 	return strings.Join(append([]string{prog}, parts[skip:]...), " ")
 }

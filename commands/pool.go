@@ -137,6 +137,9 @@ func runPoolInfo(ctx context.Context, env *Env, name string) error {
 			items["size"] = strconv.FormatInt(u.Size, 10)
 			items["usage"] = strconv.FormatInt(u.Usage, 10)
 		}
+		if in := storage.IncludedIn(app, p); in != "" {
+			items["included_in"] = in
+		}
 		keys := make([]string, 0, len(items))
 		for k := range items {
 			keys = append(keys, k)

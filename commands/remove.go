@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/storage"
 )
 
 type removeOptions struct {
@@ -71,7 +72,8 @@ func runRemove(ctx context.Context, env *Env, o removeOptions, args []string) er
 			}
 		}
 	}
-	return env.update(ctx, func(app *core.App) error {
+	var removed []*core.Domain
+	err = env.update(ctx, func(app *core.App) error {
 		for _, n := range names {
 			d, err := app.Domain(n)
 			if err != nil {
@@ -91,7 +93,38 @@ func runRemove(ctx context.Context, env *Env, o removeOptions, args []string) er
 				}
 				return &ExitError{Code: 1, Msg: fmt.Sprintf("%s: error: %s", prog, err), Raw: true}
 			}
+			removed = append(removed, d)
 		}
 		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return removeVolumes(ctx, env, removed)
+}
+
+// removeVolumes deletes the data of removed qubes once qubes.xml no longer
+// lists them: a crash in between leaves unused files (qvm check reports
+// them), never a qube whose disks are gone. It runs under the lock again
+// and skips a name that a concurrent qvm create has taken meanwhile.
+func removeVolumes(ctx context.Context, env *Env, removed []*core.Domain) error {
+	if len(removed) == 0 {
+		return nil
+	}
+	return env.update(ctx, func(app *core.App) error {
+		st := storage.Open(app, env.storageOptions())
+		var first error
+		for _, d := range removed {
+			if _, err := app.Domain(d.Name()); err == nil {
+				continue
+			}
+			if err := st.Remove(ctx, d); err != nil {
+				env.warnf(env.progFor("qvm remove"), "removing the volumes of %s: %v", d.Name(), err)
+				if first == nil {
+					first = err
+				}
+			}
+		}
+		return first
 	})
 }

@@ -13,17 +13,29 @@
 // # API for other parts of qvm
 //
 //	st := storage.Open(app, storage.Options{})   // app from store.View/Update
-//	err := st.Verify(ctx, d)                     // before start: files exist
-//	err  = st.Start(ctx, d)                      // snapshots, dirty images, running markers
-//	vols, _ := st.Volumes(d)
-//	dev := vols[i].BlockDevice()                 // Path, Name, RW for the domain XML
+//	err := st.Verify(ctx, d)                     // before start: VM dir and data exist
+//	err  = st.Start(ctx, d)                      // snapshots, dirty images, running markers;
+//	                                             // a failure stops what it started
+//	vols, _ := st.Volumes(d)                     // in config order (root, private, volatile, kernel)
+//	dev, ok := vols[i].BlockDevice()             // Path, Name, RW for the domain XML (ok=false: none)
 //	err  = st.Stop(ctx, d)                       // commit, revisions, volatile removal
 //
-//	exp, _ := v.Export(ctx)   // backup: exp.Size, exp.Open() (a stable reader), exp.Extents()
-//	defer exp.Close()
-//	err = v.Import(ctx, r, size)   // restore: exactly size bytes, old data kept as a revision
+//	v, _ := st.Volume(d, "private")
+//	exp, _ := v.Export(ctx)   // backup: exp.Size, exp.Open() (stable even if v is committed
+//	defer exp.Close()         // meanwhile), exp.ReaderAt(), exp.Extents() (data regions)
+//	err = v.Import(ctx, r, size)   // restore: exactly size bytes, zero blocks left as holes;
+//	                               // old data kept as a revision; v.Config.Size = size
+//	v.Resize(ctx, n) / v.Revert(ctx, rev) / v.Clear(ctx) / v.Revisions() / v.Size() / v.Usage()
 //
-//	st.Create(ctx, d) / st.Remove(ctx, d) / st.Clone(ctx, src, dst)   // qvm create/remove/clone
+//	st.Create(ctx, d) / st.Remove(ctx, d)       // qvm create / remove (Create cleans up on failure)
+//	st.Clone(ctx, src, dst) / st.CloneVolume(ctx, dstVol, srcVol)
+//	storage.Setup(ctx, pool, opts)              // qvm pool add: directories, reflink check, thin pool
+//	storage.ReflinkSupported(dir)               // qvm init's probe
+//	st.Usage(ctx, pool), storage.IncludedIn(app, pool), storage.KernelVersions(pool)
+//
+// Errors carry the stock messages ("Missing image file '…' for volume …",
+// "Cannot revert: … is not cleanly stopped", "not enough data (copied X
+// bytes, expected Y bytes)") so commands print them as they are.
 //
 // Each volume is one of four kinds (snap_on_start × save_on_stop):
 // volatile (fresh empty image each start, discarded at stop), snapshot

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/qvm-dev/qvm/core"
 )
@@ -71,5 +72,8 @@ func poolDir(p *core.PoolConfig) (string, error) {
 	if !ok || d == "" {
 		return "", fmt.Errorf("pool %s has no dir_path", p.Name)
 	}
-	return d, nil
+	if !filepath.IsAbs(d) {
+		return "", fmt.Errorf("pool %s: dir_path must be an absolute path, got %q", p.Name, d)
+	}
+	return filepath.Clean(d), nil
 }

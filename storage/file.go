@@ -102,6 +102,9 @@ func (d *fileDriver) Remove(ctx context.Context, v *Volume) error {
 			return err
 		}
 	}
+	if err := os.Remove(dirOf(p.img)); err == nil {
+		_ = fsyncDir(dirOf(dirOf(p.img)))
+	}
 	return nil
 }
 
@@ -129,6 +132,9 @@ func (d *fileDriver) Start(ctx context.Context, v *Volume) error {
 	p, err := d.paths(v)
 	if err != nil {
 		return err
+	}
+	if v.Kind() != Volatile && !v.SnapshotsDisabled() && !d.st.hasDM() {
+		return fmt.Errorf("the file pool needs device-mapper to start %s (/dev/mapper is missing)", v.Vid())
 	}
 	switch v.Kind() {
 	case Volatile:
@@ -360,11 +366,8 @@ func (d *fileDriver) CloneFrom(ctx context.Context, dst, src *Volume) (bool, err
 // for the files, a dm snapshot of BASE with COW, then a snapshot-origin
 // (origin volumes) or an outer snapshot with COW2 (snapshot volumes).
 func (d *fileDriver) createSnapshot(ctx context.Context, dev, base, cow, cow2 string) error {
-	if _, err := os.Stat("/dev/mapper"); err != nil {
-		return fmt.Errorf("the file pool needs device-mapper to start %s (/dev/mapper is missing)", dev)
-	}
 	name := strings.TrimPrefix(dev, "/dev/mapper/")
-	if exists(dev) {
+	if d.st.dmExists(name) {
 		return nil
 	}
 	run := func(args ...string) (string, error) {
@@ -388,7 +391,7 @@ func (d *fileDriver) createSnapshot(ctx context.Context, dev, base, cow, cow2 st
 		return err
 	}
 	inner := "snapshot-" + devIno(base) + "-" + devIno(cow)
-	if !exists("/dev/mapper/" + inner) {
+	if !d.st.dmExists(inner) {
 		if _, err := run("dmsetup", "create", inner, "--table", "0 "+sectors+" snapshot "+lbase+" "+lcow+" P 256"); err != nil {
 			return err
 		}
@@ -407,10 +410,20 @@ func (d *fileDriver) createSnapshot(ctx context.Context, dev, base, cow, cow2 st
 
 func (d *fileDriver) destroySnapshot(ctx context.Context, v *Volume) {
 	dev := d.BlockDevice(v)
-	if !strings.HasPrefix(dev, "/dev/mapper/") || !exists(dev) {
+	if !strings.HasPrefix(dev, "/dev/mapper/") || !d.st.dmExists(strings.TrimPrefix(dev, "/dev/mapper/")) {
 		return
 	}
 	if _, stderr, err := d.st.o.Runner.Run(ctx, nil, "dmsetup", "remove", strings.TrimPrefix(dev, "/dev/mapper/")); err != nil {
 		d.st.logf("dmsetup remove %s: %s", dev, strings.TrimSpace(string(stderr)))
+	}
+	// The inner snapshot goes too unless another device still uses it
+	// (dmsetup then refuses, which is fine).
+	base, cow := d.must(v).img, d.must(v).cow
+	if v.Kind() == Snapshot {
+		s, _ := d.source(v)
+		base, cow = s.img, s.cow
+	}
+	if inner := "snapshot-" + devIno(base) + "-" + devIno(cow); d.st.dmExists(inner) {
+		_, _, _ = d.st.o.Runner.Run(ctx, nil, "dmsetup", "remove", inner)
 	}
 }

@@ -93,6 +93,13 @@ func removeFile(path string) error {
 
 // hardlink replaces dst by a hard link to src.
 func hardlink(src, dst string) error {
+	// rename(2) onto another link of the same inode does nothing and would
+	// leave the temp link behind.
+	if a, err := os.Stat(src); err == nil {
+		if b, err := os.Stat(dst); err == nil && os.SameFile(a, b) {
+			return nil
+		}
+	}
 	tmp := tempName(dst)
 	if err := os.Link(src, tmp); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -103,4 +104,32 @@ func (s *Storage) Usage(ctx context.Context, p *core.PoolConfig) PoolUsage {
 		return PoolUsage{Size: i.Size, Usage: int64(float64(i.Size) / 100 * i.DataPercent), Known: true}
 	}
 	return PoolUsage{}
+}
+
+// IncludedIn names the file pool whose directory contains p's directory
+// (the longest such, so the nearest), or "".
+func IncludedIn(app *core.App, p *core.PoolConfig) string {
+	dir, ok := p.Get("dir_path")
+	if !ok || p.Driver == "lvm_thin" || p.Driver == "linux-kernel" {
+		return ""
+	}
+	real := func(d string) string {
+		if r, err := filepath.EvalSymlinks(d); err == nil {
+			return r
+		}
+		return filepath.Clean(d)
+	}
+	mine := real(dir)
+	best, bestLen := "", -1
+	for _, o := range app.Pools {
+		od, ok := o.Get("dir_path")
+		if o == p || !ok || o.Driver == "linux-kernel" || o.Driver == "lvm_thin" {
+			continue
+		}
+		r := real(od)
+		if (mine == r || strings.HasPrefix(mine, strings.TrimSuffix(r, "/")+"/")) && len(r) > bestLen {
+			best, bestLen = o.Name, len(r)
+		}
+	}
+	return best
 }

@@ -157,7 +157,11 @@ func (d *reflinkDriver) Create(ctx context.Context, v *Volume) error {
 	if !v.Config.SaveOnStop {
 		return nil
 	}
-	return d.withPrecache(ctx, v, p, func() error { return createSparse(p.clean, v.Config.Size) })
+	if err := d.withPrecache(ctx, v, p, func() error { return createSparse(p.clean, v.Config.Size) }); err != nil {
+		_ = d.removeAll(p)
+		return err
+	}
+	return nil
 }
 
 func (d *reflinkDriver) Remove(ctx context.Context, v *Volume) error {

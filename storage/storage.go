@@ -50,6 +50,9 @@ type Storage struct {
 	app     *core.App
 	o       Options
 	drivers map[string]Driver
+	// hasDM and dmExists answer for device-mapper; tests replace them.
+	hasDM    func() bool
+	dmExists func(name string) bool
 }
 
 // Open wraps a loaded state. Drivers are made on first use.
@@ -66,7 +69,9 @@ func Open(app *core.App, o Options) *Storage {
 	if o.Log == nil {
 		o.Log = func(string) {}
 	}
-	return &Storage{app: app, o: o, drivers: map[string]Driver{}}
+	return &Storage{app: app, o: o, drivers: map[string]Driver{},
+		hasDM:    func() bool { return exists("/dev/mapper/control") },
+		dmExists: func(name string) bool { return exists("/dev/mapper/" + name) }}
 }
 
 func (s *Storage) logf(format string, args ...any) { s.o.Log(fmt.Sprintf(format, args...)) }
@@ -177,9 +182,21 @@ func (s *Storage) markerPath(v *Volume) string {
 	return filepath.Join(s.o.RunDir, "volume-running-"+x)
 }
 
+// vmDir is the qube's directory; a name that could leave the state
+// directory (a crafted qubes.xml) is refused before anything is touched.
+func (s *Storage) vmDir(d *core.Domain) (string, error) {
+	if err := core.ValidateName(d.Name()); err != nil {
+		return "", fmt.Errorf("refusing the directory of qube %q: %w", d.Name(), err)
+	}
+	return s.app.VMDir(d), nil
+}
+
 // Verify checks a qube can start: its directory and every volume's data.
 func (s *Storage) Verify(ctx context.Context, d *core.Domain) error {
-	dir := s.app.VMDir(d)
+	dir, err := s.vmDir(d)
+	if err != nil {
+		return err
+	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return fmt.Errorf("VM directory does not exist: %s", dir)
 	}
@@ -269,7 +286,7 @@ func (s *Storage) startEncrypted(ctx context.Context, v *Volume) error {
 	if err := v.Start(ctx); err != nil {
 		return err
 	}
-	if _, err := os.Stat("/dev/mapper"); err != nil {
+	if !s.hasDM() {
 		return fmt.Errorf("ephemeral volume %s needs device-mapper (/dev/mapper is missing)", v.Vid())
 	}
 	name := v.cryptName()
@@ -298,20 +315,25 @@ func (s *Storage) closeCrypt(ctx context.Context, v *Volume) {
 // Create makes a new qube's directory (0775) and volumes. On failure
 // everything made is removed again.
 func (s *Storage) Create(ctx context.Context, d *core.Domain) error {
-	dir := s.app.VMDir(d)
+	dir, err := s.vmDir(d)
+	if err != nil {
+		return err
+	}
 	_, statErr := os.Stat(dir)
 	madeDir := errors.Is(statErr, os.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o775); err != nil {
 		return fmt.Errorf("VM directory: %w", err)
 	}
 	_ = os.Chmod(dir, 0o775)
-	vols, err := s.Volumes(d)
+	var vols []*Volume
+	vols, err = s.Volumes(d)
 	if err == nil {
 		var made []*Volume
 		for _, v := range vols {
 			if err = v.drv.Create(ctx, v); err != nil {
+				// The failing driver cleans up after itself; what it refused
+				// (an existing image) is not ours to delete.
 				err = fmt.Errorf("volume %s: %w", v.Name(), err)
-				made = append(made, v) // a half-made volume is removed too
 				break
 			}
 			made = append(made, v)
@@ -334,6 +356,10 @@ func (s *Storage) Create(ctx context.Context, d *core.Domain) error {
 // Remove stops and deletes every volume of a qube and its directory.
 // Errors are logged, as the reference does, and the first one returned.
 func (s *Storage) Remove(ctx context.Context, d *core.Domain) error {
+	dir, err := s.vmDir(d)
+	if err != nil {
+		return err
+	}
 	vols, err := s.Volumes(d)
 	if err != nil {
 		return err
@@ -353,7 +379,6 @@ func (s *Storage) Remove(ctx context.Context, d *core.Domain) error {
 			}
 		}
 	}
-	dir := s.app.VMDir(d)
 	if err := os.RemoveAll(dir); err != nil && first == nil {
 		first = err
 	}

@@ -276,3 +276,16 @@ func (v *Volume) cryptName() string {
 	q := strings.ReplaceAll(strings.ReplaceAll(v.Domain.Name(), "_", "_u"), "-", "_d")
 	return "vm-volatile-" + q + "-crypt@" + v.Name()
 }
+
+// Clear empties the volume (all zeroes, same size); the old data becomes
+// a revision where the driver keeps revisions.
+func (v *Volume) Clear(ctx context.Context) error {
+	if v.Running() {
+		return fmt.Errorf("Domain is powered on: %s", v.Domain.Name())
+	}
+	size := v.Size()
+	if _, err := v.drv.ImportBegin(ctx, v, size); err != nil {
+		return err
+	}
+	return v.drv.ImportEnd(ctx, v, true)
+}

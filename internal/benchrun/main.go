@@ -33,7 +33,7 @@ func main() {
 	out := flag.String("out", "BENCHMARKS.md", "file to write")
 	qvm := flag.String("qvm", "bin/qvm", "qvm binary to measure")
 	reps := flag.Int("reps", 30, "repetitions per measurement")
-	only := flag.String("only", "", "run only the sections whose title contains this")
+	only := flag.String("section", "", "run only the sections whose title contains this")
 	flag.Parse()
 	tmp, err := os.MkdirTemp("", "qvm-bench-")
 	if err != nil {
@@ -47,7 +47,7 @@ func main() {
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %s RAM, %s, %s.\n\n", cpuModel(), runtime.NumCPU(), memTotal(), runtime.Version(), kernel())
 	fmt.Fprintf(&b, "Times are the median of %d runs of the whole process (start-up included); RSS is the largest peak resident set of those runs.\n\n", *reps)
 	for _, s := range sections {
-		if *only != "" && !strings.Contains(s.title, *only) {
+		if !strings.Contains(s.title, *only) {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s\n", s.title)
