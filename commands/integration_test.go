@@ -380,6 +380,14 @@ func TestIntegrationRealQubes(t *testing.T) {
 	if _, err := os.Stat(r.vmDir("", disp)); err == nil {
 		t.Errorf("disposable's directory still exists")
 	}
+	// A named disposable (qvm create --class DispVM) has no auto_cleanup:
+	// it stays after it halts.
+	r.ok("create", "--class", "DispVM", "-t", "dvm", "-l", "red", "named")
+	r.ok("start", "named")
+	r.waitConsole("named")
+	r.ok("shutdown", "--wait", "named")
+	r.expectPower("named", "Halted")
+
 	// Lazy cleanup: a disposable that halts by itself (kill from outside
 	// qvm would do the same) disappears at the next command.
 	out = r.ok("start", "--dispvm", "dvm")
