@@ -14,6 +14,7 @@ var sections = []section{
 	{"State: qvm ls and qvm prefs on 1000 qubes", benchState},
 	{"Storage: clone and start+stop of a 10 GiB volume", benchStorage},
 	{"Running qubes: qvm start and qvm shutdown --wait on the embedded QEMU driver", benchStart},
+	{"qmemmand: idle memory, balancing pass, socket latency", benchMemd},
 }
 
 func benchState(r *runner) (string, error) {
