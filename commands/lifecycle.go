@@ -25,6 +25,8 @@ type hv struct {
 	st     *storage.Storage
 	conn   *virt.Conn
 	states map[string]virt.State
+	// assigned: block devices attached at this start (qvm start --drive).
+	assigned map[string][]virt.Disk
 }
 
 func (env *Env) openHV(ctx context.Context, app *core.App) (*hv, error) {
@@ -366,6 +368,7 @@ func (h *hv) domainXML(d *core.Domain) (string, error) {
 			return err == nil && h.state(o).Active()
 		},
 		ConsoleLog: filepath.Join(h.app.VMDir(d), "console.log"),
+		Assigned:   h.assigned[d.Name()],
 	}
 	in.CPUFamily, in.CPUModel = hostCPU()
 	s, err := virt.NewSpec(h.app, d, in)
