@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -98,4 +99,43 @@ func (sd *startDrive) attach(ctx context.Context, h *hv) (virt.Disk, func(), err
 	}
 	disk.Path = loop
 	return disk, func() { _ = exec.Command("losetup", "-d", loop).Run() }, nil
+}
+
+// loopNote is where qvm notes the loop devices it made for a qube's start,
+// so that its stop frees them.
+func (env *Env) loopNote(name string) string {
+	dir := env.storageOptions().RunDir
+	if dir == "" {
+		dir = "/var/run/qubes"
+	}
+	return filepath.Join(dir, "qvm-loop-"+name)
+}
+
+// noteLoop records a loop device made for qube name.
+func (env *Env) noteLoop(name, loop string) {
+	p := env.loopNote(name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprintln(f, loop)
+			f.Close()
+		}
+	}
+}
+
+// freeLoops detaches the loop devices made for qube name's last start.
+func (env *Env) freeLoops(name string) {
+	p := env.loopNote(name)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return
+	}
+	for _, loop := range strings.Fields(string(b)) {
+		if strings.HasPrefix(loop, "/dev/loop") {
+			if out, err := exec.Command("losetup", "-d", loop).CombinedOutput(); err != nil {
+				env.warnf(name, "losetup -d %s: %s", loop, strings.TrimSpace(string(out)))
+			}
+		}
+	}
+	os.Remove(p)
 }

@@ -381,6 +381,9 @@ func TestIntegrationRealQubes(t *testing.T) {
 	}
 	r.ok("kill", "work")
 	r.noneRunning()
+	if out, _ := exec.Command("losetup", "-j", iso).Output(); len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("loop device of the CD-ROM not freed at the stop: %s", out)
+	}
 
 	// Disposable: created, started, printed; removed after it halts.
 	r.create("-C", "TemplateVM", "-l", "black", "--prop", "kernel="+r.kernel, "--prop", "memory=192", "--prop", "netvm=", "tpl")

@@ -114,6 +114,7 @@ func (h *hv) afterStop(ctx context.Context, d *core.Domain) {
 		h.env.warnf(d.Name(), "storage stop failed: %v", err)
 	}
 	_ = h.conn.Undefine(d.Name())
+	h.env.freeLoops(d.Name())
 	if d.Class == "DispVM" {
 		if v, _ := h.app.Get(d, "auto_cleanup"); v.Bool() {
 			h.removeDisposable(ctx, d)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -108,6 +109,9 @@ func runStart(ctx context.Context, env *Env, o startOptions, args []string) erro
 				detach()
 				env.printErr("Starting qube failed: %s: %s", doms[0].Name(), oneLine(err.Error()))
 				return &ExitError{Code: 1}
+			}
+			if strings.HasPrefix(disk.Path, "/dev/loop") && drive.backend == "dom0" && strings.HasPrefix(drive.dev, "/") {
+				env.noteLoop(doms[0].Name(), disk.Path) // freed when it stops
 			}
 			return nil
 		}
