@@ -91,7 +91,14 @@ fi
 # the power button (to test shutdown timeouts).
 case " $(cat /proc/cmdline) " in
   *" qvmtest.ignore-acpi "*) echo "qvm-test-guest: ignoring the power button" ;;
-  *) acpid -c /etc/acpi -a /etc/acpid.conf -l /var/log/acpid.log ;;
+  *)
+    # Say "up" only once acpid listens on the power button's event device:
+    # a press before that is lost.
+    acpid -f -c /etc/acpi -a /etc/acpid.conf -l /var/log/acpid.log &
+    apid=$!
+    i=0
+    while [ $i -lt 100 ] && ! ls -l /proc/$apid/fd 2>/dev/null | grep -q /dev/input/event; do sleep 0.05; i=$((i+1)); done
+    ;;
 esac
 echo "qvm-test-guest: up ($marker disk=${disk:-none})"
 while :; do sleep 3600; done
