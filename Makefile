@@ -25,7 +25,8 @@ deps:
 
 build: deps
 	$(GO) build -o bin/qvm ./cmd/qvm
-	$(GO) build -o bin/qmemmand ./cmd/qmemmand
+	CGO_ENABLED=0 $(GO) build -o bin/qmemmand ./cmd/qmemmand
+	$(GO) build -o bin/qmemmand-virt ./cmd/qmemmand-virt
 	@$(MAKE) --no-print-directory docs
 
 # Man pages and shell completions are generated from the command tree.
@@ -64,7 +65,7 @@ demo: build
 
 install: build
 	install -d $(BINDIR) $(MANDIR) $(BASHDIR) $(ZSHDIR) $(FISHDIR)
-	install -m 0755 bin/qvm bin/qmemmand $(BINDIR)/
+	install -m 0755 bin/qvm bin/qmemmand bin/qmemmand-virt $(BINDIR)/
 	for a in $$(./bin/qvm gen-docs --list-aliases); do ln -sf qvm $(BINDIR)/$$a; done
 	install -m 0644 man/*.1 $(MANDIR)/
 	install -m 0644 completions/qvm.bash $(BASHDIR)/qvm

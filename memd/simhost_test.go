@@ -21,6 +21,7 @@ type simHost struct {
 type simDom struct {
 	facts DomainFacts
 	stuck bool // ignores targets (a guest without a balloon driver)
+	slow  bool // moves only half way to each target
 }
 
 func (h *simHost) add(id string, current, max, used int64) *simDom {
@@ -73,7 +74,10 @@ func (s *simSession) SetTarget(_ context.Context, id string, bytes int64, _ bool
 	s.h.sets = append(s.h.sets, Target{id, bytes})
 	for _, d := range s.h.doms {
 		if d.facts.ID == id {
-			if !d.stuck {
+			switch {
+			case d.slow:
+				d.facts.MemCurrent += (min(bytes, d.facts.MemMax) - d.facts.MemCurrent) / 2
+			case !d.stuck:
 				d.facts.MemCurrent = min(bytes, d.facts.MemMax)
 			}
 			return nil

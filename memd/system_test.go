@@ -93,3 +93,20 @@ func TestStuckDonorMarkedNoProgress(t *testing.T) {
 		}
 	}
 }
+
+// A donor that moves but not far enough is marked slow_memset_react, not
+// no_progress, and stays in the algorithm.
+func TestSlowDonorMarkedSlow(t *testing.T) {
+	h := &simHost{total: 4096 * mb}
+	a := h.add("1", 2500*mb, 4096*mb, 200*mb)
+	h.add("2", 1400*mb, 4096*mb, 1300*mb)
+	a.slow = true
+	d := newTestDaemon(t, h)
+	if err := d.Balance(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	doms := d.Domains()
+	if doms[0].NoProgress || !doms[0].SlowMemsetReact {
+		t.Errorf("slow donor flags no_progress=%v slow=%v, want false/true", doms[0].NoProgress, doms[0].SlowMemsetReact)
+	}
+}

@@ -97,6 +97,9 @@ type SpecInput struct {
 	PCIDisplay bool
 	// ConsoleLog is the serial log path for QEMU/KVM.
 	ConsoleLog string
+	// Assigned are block devices attached at start (qvm start --drive):
+	// Path, DevType, ReadOnly, Backend and optionally Target are used.
+	Assigned []Disk
 }
 
 // builtinCommon is the kernel command line start when the kernel has no
@@ -197,7 +200,7 @@ func NewSpec(a *core.App, d *core.Domain, in SpecInput) (*Spec, error) {
 		}
 	}
 
-	// Disks: the volumes in order, then nothing else until devices assign some.
+	// Disks: the volumes in order, then the assigned block devices.
 	next := 'e'
 	for _, v := range core.VolumeOrder(d) {
 		target := ""
@@ -238,6 +241,39 @@ func NewSpec(a *core.App, d *core.Domain, in SpecInput) (*Spec, error) {
 		}
 		s.Disks = append(s.Disks, Disk{Volume: v.Name, Path: path, Target: target,
 			ReadOnly: !v.RW || v.Name == "kernel", DevType: "disk", Script: true})
+	}
+
+	// Assigned block devices: counter restarting at xvdi; a cdrom of a qube
+	// without kernel takes xvdd (spec/start.md §4.2).
+	next = 'i'
+	for _, ad := range in.Assigned {
+		t := ad.Target
+		switch {
+		case t != "":
+		case ad.DevType == "cdrom" && kernel == "":
+			t = "xvdd"
+		default:
+			if next > 'z' {
+				return nil, fmt.Errorf("%s: too many block devices", d.Name())
+			}
+			t = "xvd" + string(next)
+			next++
+		}
+		if ad.DevType == "" {
+			ad.DevType = "disk"
+		}
+		ad.Target, ad.Script = t, true
+		if ad.Backend != "" && ad.Backend != "dom0" {
+			// Older agents bring their own block script.
+			ad.Script = false
+			if b, err := a.Domain(ad.Backend); err == nil {
+				v, _ := b.Feature("qubes-agent-version")
+				ad.Script = versionAtLeast(v, 4, 2)
+			}
+		} else {
+			ad.Backend = ""
+		}
+		s.Disks = append(s.Disks, ad)
 	}
 
 	if nv := a.Netvm(d); nv != nil {
@@ -400,4 +436,13 @@ func stubdom(a *core.App, d *core.Domain, in SpecInput) *Stubdom {
 		st.GraphicsLog = debug
 	}
 	return st
+}
+
+// versionAtLeast compares a dotted version's first two numbers.
+func versionAtLeast(v string, major, minor int) bool {
+	var a, b int
+	if n, _ := fmt.Sscanf(v, "%d.%d", &a, &b); n < 1 {
+		return false
+	}
+	return a > major || a == major && b >= minor
 }

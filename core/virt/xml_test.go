@@ -54,6 +54,7 @@ type xmlCase struct {
 	noInitramfs bool
 	setup       func(t *testing.T, a *core.App, d *core.Domain)
 	qemu        bool
+	assigned    []Disk
 	// facts from spec/start.md §4.6 the output must show (and must not).
 	has, hasNot []string
 }
@@ -129,6 +130,22 @@ var xmlCases = []xmlCase{
 		}
 	},
 		has: []string{`<ip address="fd09:24ef:4179::a89:1" family="ipv6"/>`}},
+	{name: "xen-hvm-drives", assigned: []Disk{{Path: "/dev/loop7", DevType: "cdrom", ReadOnly: true}, {Path: "/dev/sdb1", DevType: "disk"},
+		{Path: "/dev/xvdq", DevType: "disk", Backend: "test-net-vm"}},
+		setup: func(t *testing.T, a *core.App, d *core.Domain) {
+			set(t, a, d, "virt_mode", "hvm", "kernel", "")
+			net, _ := a.Domain("test-net-vm")
+			if err := a.SetFeature(net, "qubes-agent-version", "4.1"); err != nil {
+				t.Fatal(err)
+			}
+		},
+		has: []string{"<source dev=\"/dev/loop7\"/>\n            <target dev=\"xvdd\"/>\n            <readonly/>",
+			"<source dev=\"/dev/sdb1\"/>\n            <target dev=\"xvdi\"/>\n            <script",
+			"<target dev=\"xvdj\"/>\n            <backenddomain name=\"test-net-vm\"/>\n        </disk>", `<disk type="block" device="cdrom">`}},
+	{name: "qemu-drives", qemu: true, assigned: []Disk{{Path: "/dev/loop7", DevType: "cdrom", ReadOnly: true}, {Path: "/dev/sdb1", DevType: "disk"}},
+		setup: func(t *testing.T, a *core.App, d *core.Domain) {},
+		has: []string{"<source dev=\"/dev/loop7\"/>\n            <target dev=\"sda\" bus=\"sata\"/>\n            <readonly/>",
+			"<source dev=\"/dev/sdb1\"/>\n            <target dev=\"vdj\" bus=\"virtio\"/>"}},
 	{name: "qemu-tcg", qemu: true, setup: func(t *testing.T, a *core.App, d *core.Domain) {
 		set(t, a, d, "netvm", "test-net-vm")
 	},
@@ -149,7 +166,7 @@ func TestGoldenDomainXML(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.setup(t, a, d)
-			in := SpecInput{VolumeDisk: volumeDisk(state)}
+			in := SpecInput{VolumeDisk: volumeDisk(state), Assigned: tc.assigned}
 			if tc.qemu {
 				in.ConsoleLog = filepath.Join(a.VMDir(d), "console.log")
 			}

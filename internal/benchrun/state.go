@@ -16,6 +16,7 @@ var sections = []section{
 	{"Firewall: qvm firewall with 1000 rules, nft export of 100 qubes", benchFirewall},
 	{"Running qubes: qvm start and qvm shutdown --wait on the embedded QEMU driver", benchStart},
 	{"Devices: qvm device list, assign and unassign", benchDevices},
+	{"qmemmand: idle memory, balancing pass, socket latency", benchMemd},
 }
 
 func benchState(r *runner) (string, error) {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -19,9 +20,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/qvm-dev/qvm/core/virt"
 	"github.com/qvm-dev/qvm/memd"
-	"github.com/qvm-dev/qvm/memd/virthost"
+	"github.com/qvm-dev/qvm/memd/virtclient"
 )
 
 // IO is the command's streams.
@@ -67,6 +67,29 @@ type daemonOptions struct {
 	interval   time.Duration
 	verbose    bool
 	budget     string
+	helper     string
+}
+
+// findHelper locates qmemmand-virt: the flag, else beside this executable,
+// else on PATH.
+func findHelper(flag string) (string, error) {
+	if flag != "" {
+		if _, err := os.Stat(flag); err != nil {
+			return "", fmt.Errorf("--helper: %w", err)
+		}
+		return flag, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "qmemmand-virt")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("qmemmand-virt")
+	if err != nil {
+		return "", fmt.Errorf("the libvirt helper qmemmand-virt is not installed beside qmemmand nor on PATH (use --helper)")
+	}
+	return p, nil
 }
 
 func newRoot(stdio IO) *cobra.Command {
@@ -94,6 +117,7 @@ reference qmemman). Logs go to stderr (the journal under systemd).`,
 	f.StringVar(&o.stateDir, "state-dir", envOr("QVM_STATE_DIR", "/var/lib/qubes"), "Qubes state directory (root of the embedded driver)")
 	f.DurationVar(&o.interval, "interval", time.Second, "time between balancing passes (passes also follow domain events)")
 	f.StringVar(&o.budget, "budget", "", "memory to share between the domains (e.g. 8GiB) instead of the host's free memory")
+	f.StringVar(&o.helper, "helper", "", "path of qmemmand-virt, the libvirt helper (default: beside qmemmand, else on PATH)")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "log at debug level")
 	cmd.AddCommand(newAlgoCmd(stdio))
 	return cmd
@@ -171,12 +195,15 @@ func runDaemon(ctx context.Context, stdio IO, o daemonOptions) error {
 			return usageError{fmt.Errorf("--budget %q: want a positive size (e.g. 8GiB)", o.budget)}
 		}
 	}
-	host := virthost.New(virt.Config{URI: o.uri, StateDir: o.stateDir}, virthost.Options{Budget: budget})
-	if !host.Embedded() {
-		virthost.StartEventLoop()
+	helper, err := findHelper(o.helper)
+	if err != nil {
+		return err
 	}
+	// A short wait for the embedded root: a qvm command keeps it until it
+	// exits, and passes skip while one does.
+	host := virtclient.New(virtclient.Options{Argv: []string{helper}, URI: o.uri, StateDir: o.stateDir, Budget: budget, LockTimeout: 10 * time.Second})
 	defer host.Close()
-	log.Info("hypervisor", "uri", host.URI(), "embedded", host.Embedded())
+	log.Info("hypervisor", "uri", o.uri, "helper", helper)
 	if err := os.MkdirAll(o.runDir, 0o755); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package qmemmand
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -12,12 +13,16 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 	"golang.org/x/sys/unix"
+
+	"github.com/qvm-dev/qvm/memd/virthost"
 )
 
 // TestMain lets the test binary act as qmemmand for the scripts.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"qmemmand": func() { os.Exit(Main(os.Args, IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})) },
+		// The libvirt helper, found on PATH as an installed one would be.
+		"qmemmand-virt": func() { os.Exit(virthost.ServeHelperMain(os.Args[len(os.Args)-1])) },
 	})
 }
 
@@ -25,6 +30,20 @@ func TestMain(m *testing.M) {
 func TestScript(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/script",
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "embedded": // libvirt's embedded QEMU driver can run here
+				if os.Geteuid() != 0 {
+					return false, nil
+				}
+				if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so"); err != nil {
+					return false, nil
+				}
+				_, err := exec.Command("getent", "passwd", "libvirt-qemu").Output()
+				return err == nil, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// exitcode N prog args...: run prog and require exit code N.
 			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {
@@ -77,6 +96,28 @@ func TestScript(t *testing.T) {
 				ts.Check(err)
 				c.Close()
 				ts.Check(unix.Kill(int(cred.Pid), unix.SIGTERM))
+			},
+			// notifylisten PATH FILE: receive sd_notify datagrams on PATH
+			// (in the background) and append each, one a line, to FILE.
+			"notifylisten": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 2 {
+					ts.Fatalf("usage: notifylisten PATH FILE")
+				}
+				l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: ts.MkAbs(args[0]), Net: "unixgram"})
+				ts.Check(err)
+				out, err := os.OpenFile(ts.MkAbs(args[1]), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+				ts.Check(err)
+				ts.Defer(func() { l.Close(); out.Close() })
+				go func() {
+					buf := make([]byte, 4096)
+					for {
+						n, err := l.Read(buf)
+						if err != nil {
+							return
+						}
+						out.Write(append(buf[:n:n], '\n'))
+					}
+				}()
 			},
 			// memreq SOCKET MSG: send MSG plus "\n", print the reply bytes
 			// (quoted) on stdout and close.

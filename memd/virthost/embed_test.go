@@ -2,9 +2,12 @@ package virthost
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 
 	"github.com/qvm-dev/qvm/core/virt"
 	"github.com/qvm-dev/qvm/memd"
+	"github.com/qvm-dev/qvm/memd/virtclient"
 )
 
 func needEmbedded(t *testing.T) {
@@ -32,7 +36,7 @@ func needEmbedded(t *testing.T) {
 func TestEmbeddedSessionTakesQvmLock(t *testing.T) {
 	needEmbedded(t)
 	root := filepath.Join(t.TempDir(), "libvirt")
-	h := New(virt.Config{URI: "qemu:///embed?root=" + root, LockTimeout: 2 * time.Second}, Options{Budget: 1024 * memd.MiB})
+	h := helperHost(virt.Config{URI: "qemu:///embed?root=" + root, LockTimeout: 2 * time.Second}, 1024*memd.MiB)
 	ctx := context.Background()
 	other := flock.New(root + ".lock")
 	s, err := h.Open(ctx)
@@ -62,4 +66,49 @@ func TestEmbeddedSessionTakesQvmLock(t *testing.T) {
 		t.Fatal("the pass kept the lock file")
 	}
 	other.Unlock()
+	if err := h.Watch(ctx, func() {}); err != virtclient.ErrNoEvents {
+		t.Errorf("Watch on the embedded driver = %v, want ErrNoEvents", err)
+	}
+	// More passes than libvirt allows embedded connections in one process.
+	for i := 0; i < 20; i++ {
+		if err := d.Balance(ctx); err != nil {
+			t.Fatalf("pass %d: %v", i, err)
+		}
+	}
+}
+
+// A qvm command keeps the embedded root until it exits; when it asks for
+// memory meanwhile, qmemmand cannot open a session and answers from its
+// last pass at once instead of waiting for the root.
+func TestRequestFromRootHolder(t *testing.T) {
+	needEmbedded(t)
+	root := filepath.Join(t.TempDir(), "libvirt")
+	cfg := virt.Config{URI: "qemu:///embed?root=" + root, LockTimeout: 5 * time.Second}
+	h := helperHost(cfg, 2048*memd.MiB)
+	d := memd.NewDaemon(h, memd.Options{Params: memd.DefaultParams(), RunDir: t.TempDir()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := d.Balance(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "qmemman.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go d.Serve(ctx, l)
+	start := time.Now()
+	cmd := exec.Command(os.Args[0], sock, strconv.Itoa(1024*memd.MiB), strconv.Itoa(4096*memd.MiB))
+	cmd.Env = append(os.Environ(), "MEMD_TEST_HOLDER_URI="+cfg.URI)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	want := fmt.Sprintf("%d OK\n%d refused: not enough memory: qmemman answered \"FAIL\"\n", 1024*memd.MiB, 4096*memd.MiB)
+	if string(out) != want {
+		t.Errorf("holder saw %q, want %q", out, want)
+	}
+	if el := time.Since(start); el > 4*time.Second {
+		t.Errorf("answers took %s: qmemmand waited for the root", el)
+	}
 }

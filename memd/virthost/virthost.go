@@ -15,6 +15,7 @@ import (
 
 	"github.com/qvm-dev/qvm/core/virt"
 	"github.com/qvm-dev/qvm/memd"
+	"github.com/qvm-dev/qvm/memd/virtclient"
 )
 
 // StatsPeriod is the balloon statistics period (seconds) set on domains
@@ -59,8 +60,15 @@ func (h *Host) URI() string { return h.cfg.URI }
 // Embedded reports whether sessions take the embedded driver's lock.
 func (h *Host) Embedded() bool { return h.embedded }
 
-// Open returns a session; for the embedded driver it connects now.
+// Open returns a session; for the embedded driver it connects now. In a
+// long-running process use virtclient instead: libvirt allows only 16
+// embedded connections per process and keeps the driver loaded after the
+// first.
 func (h *Host) Open(ctx context.Context) (memd.Session, error) {
+	return h.openDirect(ctx)
+}
+
+func (h *Host) openDirect(ctx context.Context) (*session, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.embedded {
@@ -99,11 +107,11 @@ func (h *Host) Watch(ctx context.Context, notify func()) error {
 	if h.embedded {
 		return ErrNoEvents
 	}
-	s, err := h.Open(ctx)
+	s, err := h.openDirect(ctx)
 	if err != nil {
 		return err
 	}
-	lv := s.(*session).c.Libvirt()
+	lv := s.c.Libvirt()
 	id, err := lv.DomainEventLifecycleRegister(nil, func(*libvirt.Connect, *libvirt.Domain, *libvirt.DomainEventLifecycle) {
 		notify()
 	})
@@ -116,7 +124,7 @@ func (h *Host) Watch(ctx context.Context, notify func()) error {
 }
 
 // ErrNoEvents: events need a connection that is held between passes.
-var ErrNoEvents = fmt.Errorf("no lifecycle events with the embedded driver")
+var ErrNoEvents = virtclient.ErrNoEvents
 
 var eventLoop sync.Once
 

@@ -142,3 +142,59 @@ func TestBudget(t *testing.T) {
 		t.Errorf("free after the overhead factor %d, want budget − 2 GiB", got)
 	}
 }
+
+// Through the helper child (as qmemmand runs): the same facts, and the
+// watch helper reports a new domain.
+func TestHelperSessionAndWatch(t *testing.T) {
+	h := helperHost(virt.Config{URI: "test:///default"}, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := h.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doms, err := s.Domains(ctx)
+	if err != nil || len(doms) != 1 || doms[0].ID != "1" || !doms[0].HasMeminfo || doms[0].MemMax != 8192*memd.MiB {
+		t.Fatalf("Domains through the helper = %+v, %v", doms, err)
+	}
+	if total, _, err := s.HostMem(ctx); err != nil || total != 3*1024*memd.MiB {
+		t.Fatalf("HostMem through the helper = %d, %v", total, err)
+	}
+	if err := s.SetTarget(ctx, "1", 1800*memd.MiB, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetTarget(ctx, "77", memd.MiB, false); err == nil {
+		t.Error("SetTarget of a missing domain through the helper: no error")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Not embedded: the next session is the same helper, holding the same
+	// connection (test:///default state is per process: the target stuck).
+	s, err = h.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doms, err := s.Domains(ctx); err != nil || doms[0].MemCurrent != 1800*memd.MiB {
+		t.Fatalf("second session: %+v %v, want the held helper's state (1800 MiB)", doms, err)
+	}
+	s.Close()
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// test:///default gives each process its own state, so the event comes
+	// from the helper's own view: a watch helper must at least hold and
+	// report readiness and stop with ctx.
+	done := make(chan error, 1)
+	go func() { done <- h.Watch(ctx, func() {}) }()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Watch: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch helper did not stop with its context")
+	}
+}
