@@ -374,6 +374,10 @@ func (h *hv) domainXML(d *core.Domain) (string, error) {
 		},
 		ConsoleLog: filepath.Join(h.app.VMDir(d), "console.log"),
 		Assigned:   h.assigned[d.Name()],
+		ResolvePCI: func(port string) (string, bool) {
+			addr, ok := h.env.sysfs().PathToSBDF(port)
+			return addr.String(), ok
+		},
 	}
 	in.CPUFamily, in.CPUModel = hostCPU()
 	s, err := virt.NewSpec(h.app, d, in)

@@ -100,6 +100,10 @@ type SpecInput struct {
 	// Assigned are block devices attached at start (qvm start --drive):
 	// Path, DevType, ReadOnly, Backend and optionally Target are used.
 	Assigned []Disk
+	// ResolvePCI gives the address (SSSS:BB:DD.F) of a PCI port id. A
+	// bridged path (00_08.1-00_00.2) needs the host's sysfs to resolve;
+	// without a resolver only single-hop ids can be addressed.
+	ResolvePCI func(port string) (string, bool)
 }
 
 // builtinCommon is the kernel command line start when the kernel has no
@@ -149,7 +153,10 @@ func NewSpec(a *core.App, d *core.Domain, in SpecInput) (*Spec, error) {
 	s.VCPUs = get(a, d, "vcpus").Int()
 	s.CurrentMiB = memory
 	hvm := s.VirtMode == "hvm"
-	pci := requiredPCI(d)
+	pci, err := requiredPCI(d, in.ResolvePCI)
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case hvm && len(pci) > 0 || maxmem == 0:
 		s.MemoryMiB = memory
@@ -341,22 +348,27 @@ func feat(a *core.App, d *core.Domain, name string) string {
 var rePCIPort = regexp.MustCompile(`^(?:([0-9a-f]{4})_)?([0-9a-f]{2})_([0-9a-f]{2})\.([0-7])$`)
 
 // requiredPCI lists the required PCI assignments as addresses. A bridged
-// path (00_08.1-00_00.2) names the device by its last hop.
-func requiredPCI(d *core.Domain) []PCI {
+// path is resolved through the host (resolve); a single hop is its own address.
+func requiredPCI(d *core.Domain, resolve func(string) (string, bool)) ([]PCI, error) {
 	c := d.DeviceClass("pci")
 	if c == nil {
-		return nil
+		return nil, nil
 	}
 	var out []PCI
 	for _, as := range c.Devices {
 		if as.Mode != "required" {
 			continue
 		}
-		port := as.Port
-		if i := strings.LastIndex(port, "-"); i >= 0 {
-			port = port[i+1:]
+		port := strings.ToLower(as.Port)
+		if resolve != nil {
+			if addr, ok := resolve(port); ok {
+				port = strings.NewReplacer(":", "_").Replace(addr)
+			}
 		}
-		m := rePCIPort.FindStringSubmatch(strings.ToLower(port))
+		if strings.Contains(port, "-") {
+			return nil, fmt.Errorf("PCI device %s of %s: cannot find its address (no such device on this host)", as.Port, d.Name())
+		}
+		m := rePCIPort.FindStringSubmatch(port)
 		if m == nil {
 			continue
 		}
@@ -377,7 +389,7 @@ func requiredPCI(d *core.Domain) []PCI {
 		}
 		out = append(out, p)
 	}
-	return out
+	return out, nil
 }
 
 func stubdom(a *core.App, d *core.Domain, in SpecInput) *Stubdom {

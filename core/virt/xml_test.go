@@ -241,3 +241,25 @@ func TestQEMUCmdline(t *testing.T) {
 		t.Errorf("QEMUCmdline = %q", got)
 	}
 }
+
+// A required PCI device behind a bridge is addressed by where the host's
+// sysfs puts it, not by the last hop of its path; without a way to resolve
+// it the start is refused rather than handing the wrong device to the qube.
+func TestRequiredPCIBehindBridge(t *testing.T) {
+	a, _ := loadTestApp(t, false)
+	d, _ := a.Domain("test-inst-vm")
+	set(t, a, d, "virt_mode", "hvm")
+	d.Devices = append(d.Devices, &core.DeviceClass{Class: "pci", Devices: []*core.DeviceAssignment{
+		{Backend: "dom0", Port: "00_08.1-00_00.2", Mode: "required", Identity: "*"}}})
+	resolve := func(port string) (string, bool) { return "0000:02:00.2", port == "00_08.1-00_00.2" }
+	s, err := NewSpec(a, d, SpecInput{ResolvePCI: resolve})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.PCI) != 1 || s.PCI[0].Bus != "0x02" || s.PCI[0].Slot != "0x00" || s.PCI[0].Function != "0x2" {
+		t.Fatalf("PCI = %+v, want bus 0x02 slot 0x00 function 0x2", s.PCI)
+	}
+	if _, err := NewSpec(a, d, SpecInput{}); err == nil || !strings.Contains(err.Error(), "cannot find its address") {
+		t.Fatalf("without a resolver: %v, want a refusal", err)
+	}
+}
