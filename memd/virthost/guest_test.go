@@ -222,7 +222,7 @@ func TestRealGuestsBalance(t *testing.T) {
 	kernel := filepath.Join(kdir, version, "vmlinuz")
 	initrd := fillInitramfs(t, filepath.Join(kdir, version, "initramfs"))
 	work := t.TempDir()
-	if d := os.Getenv("MEMD_DEBUG_DIR"); d != "" {
+	if d := os.Getenv("MEMD_DEBUG_DIR"); d != "" { // keep consoles and XML for a look after a failure
 		work = d
 	}
 	root := filepath.Join(work, "libvirt")
