@@ -22,6 +22,15 @@ var aliases = map[string][]string{
 	"qvm-backup":         {"backup"},
 	"qvm-backup-restore": {"restore"},
 	"qvm-firewall":       {"firewall"},
+	"qvm-device":         {"device"},
+	"qvm-pci":            {"device", "pci"},
+	"qvm-block":          {"device", "block"},
+	"qvm-usb":            {"device", "usb"},
+	"qvm-start":          {"start"},
+	"qvm-shutdown":       {"shutdown"},
+	"qvm-kill":           {"kill"},
+	"qvm-pause":          {"pause"},
+	"qvm-unpause":        {"unpause"},
 }
 
 func aliasVerb(base string) ([]string, bool) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/qvm-dev/qvm/core"
 	"github.com/qvm-dev/qvm/core/store"
+	"github.com/qvm-dev/qvm/core/virt"
 )
 
 // Env is what every command gets: IO, clock, settings and access to state.
@@ -26,6 +27,17 @@ type Env struct {
 	log  *slog.Logger
 	// verbosity is -v count minus -q count; 1 is the default.
 	verbose, quiet int
+	// noQmemmanNoted: "qmemmand is not running" was said once already.
+	noQmemmanNoted bool
+	// reconciling: the lazy stop handling is running (no recursion).
+	reconciling bool
+	// vconn is the process's hypervisor connection (see virt.go);
+	// needVirt: the command talks to the hypervisor in any case.
+	vconn    *virt.Conn
+	needVirt bool
+	// afterCommit: work that must wait until qubes.xml is saved (deleting
+	// an auto_cleanup disposable's data), run by update.
+	afterCommit []func()
 }
 
 func newEnv(io IO, now func() time.Time) *Env {
@@ -79,20 +91,28 @@ func (env *Env) Store() (*store.Store, error) {
 
 // view runs fn on the state under a shared lock.
 func (env *Env) view(ctx context.Context, fn func(*core.App) error) error {
+	env.holdHypervisor(ctx)
+	if err := env.reconcileNow(ctx); err != nil {
+		return err
+	}
 	st, err := env.Store()
 	if err != nil {
 		return err
 	}
-	return st.View(ctx, fn)
+	return st.View(ctx, env.withPowerStates(ctx, fn))
 }
 
 // update runs fn on the state under the exclusive lock and saves.
 func (env *Env) update(ctx context.Context, fn func(*core.App) error) error {
+	env.holdHypervisor(ctx)
+	if err := env.reconcileNow(ctx); err != nil {
+		return err
+	}
 	st, err := env.Store()
 	if err != nil {
 		return err
 	}
-	return st.Update(ctx, fn)
+	return env.committed(st.Update(ctx, env.withPowerStates(ctx, fn)))
 }
 
 // hostInfo reads the facts property defaults depend on.

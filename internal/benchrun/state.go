@@ -14,6 +14,9 @@ var sections = []section{
 	{"State: qvm ls and qvm prefs on 1000 qubes", benchState},
 	{"Storage: clone and start+stop of a 10 GiB volume", benchStorage},
 	{"Firewall: qvm firewall with 1000 rules, nft export of 100 qubes", benchFirewall},
+	{"Running qubes: qvm start and qvm shutdown --wait on the embedded QEMU driver", benchStart},
+	{"Devices: qvm device list, assign and unassign", benchDevices},
+	{"qmemmand: idle memory, balancing pass, socket latency", benchMemd},
 	{"Backup and restore: qvm vs the reference-style pipeline", benchBackup},
 }
 
