@@ -20,6 +20,20 @@ var aliases = map[string][]string{
 	"qvm-pool":     {"pool"},
 	"qvm-firewall": {"firewall"},
 	"qvm-volume":   {"volume"},
+	"qvm-create":         {"create"},
+	"qvm-clone":          {"clone"},
+	"qvm-remove":         {"remove"},
+	"qvm-ls":             {"ls"},
+	"qvm-prefs":          {"prefs"},
+	"qubes-prefs":        {"prefs", "--global"},
+	"qvm-features":       {"features"},
+	"qvm-service":        {"service"},
+	"qvm-tags":           {"tags"},
+	"qvm-check":          {"check"},
+	"qvm-pool":           {"pool"},
+	"qvm-volume":         {"volume"},
+	"qvm-backup":         {"backup"},
+	"qvm-backup-restore": {"restore"},
 }
 
 func aliasVerb(base string) ([]string, bool) {

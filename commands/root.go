@@ -54,6 +54,8 @@ options; invoked as qvm-prefs, qvm-ls, ... it behaves as that tool.`,
 		newCheckCmd(env),
 		newPoolCmd(env),
 		newFirewallCmd(env),
+		newBackupCmd(env),
+		newRestoreCmd(env),
 		newVolumeCmd(env),
 		newGenDocsCmd(env, root),
 	)

@@ -49,6 +49,21 @@ if command -v nft >/dev/null && [ "$(id -u)" = 0 ]; then
   "$QVM" firewall export --netvm sys-firewall --format nft | nft -c -f - && echo "nft -c accepts the ruleset"
 fi
 test "$("$QVM" firewall work --raw | head -1)" = "action=drop proto=icmp"
+# --- backup ---
+# Some data in work's private volume, a backup of work and its template
+# (progress bar on a terminal), a restore into a fresh state dir, and the
+# bytes compared.
+printf 'demo passphrase\n' > "$STATE/pw"
+dd if=/dev/urandom of="$STATE/appvms/work/private.img" bs=1M count=8 seek=100 conv=notrunc status=none
+mkdir -p "$STATE/backups"
+run "$QVM" backup -y -v -p "$STATE/pw" --scrypt-params 15:8:1 "$STATE/backups" fedora-41 work
+BACKUP=$(ls "$STATE"/backups/qubes-*)
+run tar -i -tvf "$BACKUP"
+run env QVM_STATE_DIR="$STATE/restored" "$QVM" init
+run env QVM_STATE_DIR="$STATE/restored" "$QVM" restore -p "$STATE/pw" "$BACKUP"
+run env QVM_STATE_DIR="$STATE/restored" "$QVM" ls
+cmp "$STATE/appvms/work/private.img" "$STATE/restored/appvms/work/private.img"
+test "$(QVM_STATE_DIR="$STATE/restored" "$QVM" prefs work memory)" = 800
 # Verify: the state loads, and what was set is there.
 test "$("$QVM" prefs work memory)" = 800
 test "$("$QVM" service work cups)" = on

@@ -14,6 +14,7 @@ var sections = []section{
 	{"State: qvm ls and qvm prefs on 1000 qubes", benchState},
 	{"Storage: clone and start+stop of a 10 GiB volume", benchStorage},
 	{"Firewall: qvm firewall with 1000 rules, nft export of 100 qubes", benchFirewall},
+	{"Backup and restore: qvm vs the reference-style pipeline", benchBackup},
 }
 
 func benchState(r *runner) (string, error) {

@@ -1,0 +1,141 @@
+package backup
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+)
+
+// SparseFile writes restored volume data into a file, seeking over
+// all-zero 4 KiB blocks so that holes stay holes, and sets the final size
+// on Close (the tail of a volume is often a hole).
+type SparseFile struct {
+	f    *os.File
+	size int64
+	off  int64
+}
+
+// NewSparseFile writes into f, which is truncated to size at Close.
+func NewSparseFile(f *os.File, size int64) *SparseFile {
+	return &SparseFile{f: f, size: size}
+}
+
+const zeroBlock = 4096
+
+func (s *SparseFile) Write(p []byte) (int, error) {
+	n := 0
+	runStart := -1 // start in p of non-zero data not yet written
+	runOff := s.off
+	flush := func(end int) error {
+		if runStart >= 0 {
+			if _, err := s.f.WriteAt(p[runStart:end], runOff); err != nil {
+				return err
+			}
+			runStart = -1
+		}
+		return nil
+	}
+	for i := 0; i < len(p); {
+		// Pieces aligned to 4 KiB of the file, so holes are block holes.
+		take := min(zeroBlock-int((s.off+int64(i))%zeroBlock), len(p)-i)
+		if bytes.Equal(p[i:i+take], zeros[:take]) {
+			if err := flush(i); err != nil {
+				return n, err
+			}
+		} else if runStart < 0 {
+			runStart, runOff = i, s.off+int64(i)
+		}
+		i += take
+		n = i
+	}
+	if err := flush(len(p)); err != nil {
+		return 0, err
+	}
+	s.off += int64(len(p))
+	return n, nil
+}
+
+// Close sets the size, syncs and closes the file.
+func (s *SparseFile) Close() error {
+	if s.off > s.size {
+		s.f.Close()
+		return fmt.Errorf("%s: %d bytes of data for a %d-byte volume", s.f.Name(), s.off, s.size)
+	}
+	if err := s.f.Truncate(s.size); err != nil {
+		s.f.Close()
+		return err
+	}
+	if err := s.f.Sync(); err != nil {
+		s.f.Close()
+		return err
+	}
+	return s.f.Close()
+}
+
+// WriteAt writes a data run at its offset (sparse members): what is not
+// written stays a hole.
+func (s *SparseFile) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > s.size {
+		return 0, fmt.Errorf("%s: data beyond the %d-byte volume", s.f.Name(), s.size)
+	}
+	if end := off + int64(len(p)); end > s.off {
+		s.off = end
+	}
+	return s.f.WriteAt(p, off)
+}
+
+// HoleReader reads a sparse file front to back, producing the zeros of its
+// holes without reading them from the kernel.
+type HoleReader struct {
+	f    *os.File
+	ext  []extent
+	size int64
+	pos  int64
+}
+
+// NewHoleReader maps f's data extents (SEEK_DATA/SEEK_HOLE) once.
+func NewHoleReader(f *os.File) (*HoleReader, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	ext, err := dataExtents(f, st.Size())
+	if err != nil {
+		return nil, err
+	}
+	return &HoleReader{f: f, ext: ext, size: st.Size()}, nil
+}
+
+// Size is the file's size.
+func (h *HoleReader) Size() int64 { return h.size }
+
+func (h *HoleReader) Read(p []byte) (int, error) {
+	if h.pos >= h.size {
+		return 0, io.EOF
+	}
+	for len(h.ext) > 0 && h.ext[0].off+h.ext[0].len <= h.pos {
+		h.ext = h.ext[1:]
+	}
+	n := int64(len(p))
+	if rest := h.size - h.pos; n > rest {
+		n = rest
+	}
+	if len(h.ext) == 0 || h.ext[0].off > h.pos {
+		if len(h.ext) > 0 && h.ext[0].off-h.pos < n {
+			n = h.ext[0].off - h.pos
+		}
+		clear(p[:n])
+		h.pos += n
+		return int(n), nil
+	}
+	if e := h.ext[0].off + h.ext[0].len - h.pos; e < n {
+		n = e
+	}
+	m, err := h.f.ReadAt(p[:n], h.pos)
+	h.pos += int64(m)
+	if err == io.EOF && m > 0 {
+		err = nil
+	}
+	return m, err
+}

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// benchBackup measures qvm backup and qvm restore of one qube's private
+// volume next to the reference-style pipeline on the same file with the
+// same scrypt parameters: `tar --sparse | gzip | split`, then `scrypt enc`
+// and `tar -cO --posix` per chunk, one after another (and for restore
+// `scrypt dec` per chunk, then `gzip -d | tar -x`).
+// QVM_BENCH_BACKUP_MIB scales the volumes down for a quick run.
+func benchBackup(r *runner) (string, error) {
+	for _, tool := range []string{"scrypt", "tar", "gzip", "split"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Sprintf("skipped: %s missing (deps/backup.deb)\n", tool), nil
+		}
+	}
+	unit := int64(1024) // MiB of the "1 GiB" volume
+	if s := os.Getenv("QVM_BENCH_BACKUP_MIB"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 16 {
+			return "", fmt.Errorf("QVM_BENCH_BACKUP_MIB=%q: want a number of MiB >= 16", s)
+		}
+		unit = n
+	}
+	const params = "17:8:1"
+	var b strings.Builder
+	fmt.Fprintf(&b, "One qube's private volume backed up with gzip (100 MiB chunks) and restored into a fresh state dir; scrypt parameters %s (128 MiB, one key per chunk) for both sides. qvm: `qvm backup -y` and `qvm restore` (whole processes, including state and volume import). Reference-style: `tar --sparse -c | gzip | split -b 100M`, then per chunk `scrypt enc --logN 17 -r 8 -p 1` and `tar -cO --posix`, one after another; restore: `tar -i -x`, `scrypt dec` per chunk, `cat | gzip -d | tar -x`. One run each, same files, same run. RSS is the peak resident set of the process tree's largest process.\n\n", params)
+	b.WriteString("| volume | step | qvm | reference-style | ratio | qvm peak RSS | reference peak RSS |\n|---|---|---|---|---|---|---|\n")
+	vols := []struct {
+		name string
+		size int64
+		fill func(f *os.File, size int64) error
+	}{
+		{fmt.Sprintf("%d MiB: half random, half holes", 2*unit), 2 * unit << 20, fillHalfRandom},
+		{fmt.Sprintf("%d MiB compressible (text-like)", unit), unit << 20, fillText},
+	}
+	for i, v := range vols {
+		rows, err := benchBackupVolume(r, i, v.name, v.size, v.fill, params)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(rows)
+	}
+	b.WriteString("\nMemory: qvm holds at most two chunk buffers (2 × 100 MiB) on each side plus the parallel gzip blocks and at most two scrypt derivations at a time (2 × 128 MiB at these parameters), whatever the volume size. `scrypt` itself needs 128 MiB per run here.\n")
+	return b.String(), nil
+}
+
+func fillHalfRandom(f *os.File, size int64) error {
+	// 1 MiB of random data every 2 MiB: half data, half holes.
+	rnd := rand.New(rand.NewSource(1))
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += 2 << 20 {
+		rnd.Read(buf)
+		if _, err := f.WriteAt(buf, off); err != nil {
+			return err
+		}
+	}
+	return f.Truncate(size)
+}
+
+func fillText(f *os.File, size int64) error {
+	rnd := rand.New(rand.NewSource(2))
+	words := strings.Fields("qube volume backup restore dom0 template private root kernel netvm firewall label tag feature device pool chunk scrypt gzip header")
+	var line bytes.Buffer
+	buf := make([]byte, 0, 1<<20)
+	for off := int64(0); off < size; {
+		buf = buf[:0]
+		for len(buf) < 1<<20-200 {
+			line.Reset()
+			fmt.Fprintf(&line, "%d ", rnd.Intn(1000000))
+			for j := 0; j < 8; j++ {
+				line.WriteString(words[rnd.Intn(len(words))] + " ")
+			}
+			line.WriteByte('\n')
+			buf = append(buf, line.Bytes()...)
+		}
+		n := min(int64(len(buf)), size-off)
+		if _, err := f.WriteAt(buf[:n], off); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
+}
+
+type timed struct {
+	el  time.Duration
+	rss int64 // KiB
+}
+
+func runTimed(env []string, dir string, name string, args ...string) (timed, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = dir
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	el := time.Since(start)
+	if err != nil {
+		return timed{}, fmt.Errorf("%s %v: %v\n%s", name, args, err, out)
+	}
+	var rss int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		rss = ru.Maxrss
+	}
+	return timed{el, rss}, nil
+}
+
+const refBackupScript = `set -e +H
+src=$1; out=$2; pass=$3
+id=20260101T000000-1
+printf 'version=4\nencrypted=True\ncompressed=True\ncompression-filter=gzip\nhmac-algorithm=scrypt\nbackup-id=%s\n' $id > backup-header
+echo "backup-header!$pass" | scrypt enc --logN 17 -r 8 -p 1 -P backup-header backup-header.hmac
+tar -cO --posix backup-header backup-header.hmac > "$out"
+cp "$4" qubes.xml
+tar -c qubes.xml | gzip > qubes.xml.000
+echo "$id!qubes.xml.000!$pass" | scrypt enc --logN 17 -r 8 -p 1 -P qubes.xml.000 qubes.xml.000.enc
+tar -cO --posix qubes.xml.000.enc >> "$out"
+mkdir -p vm1
+tar -Pc --sparse -C "$(dirname "$src")" --xform="s:^private.img:vm1/\0:" private.img | gzip | split -b 100M -d -a 3 - vm1/private.img.
+for f in $(ls vm1/ | sort -V); do
+  echo "$id!vm1/$f!$pass" | scrypt enc --logN 17 -r 8 -p 1 -P "vm1/$f" "vm1/$f.enc"
+  rm "vm1/$f"
+  tar -cO --posix "vm1/$f.enc" >> "$out"
+  rm "vm1/$f.enc"
+done
+`
+
+const refRestoreScript = `set -e +H
+in=$1; pass=$2
+id=20260101T000000-1
+tar -i -xf "$in"
+echo "backup-header!$pass" | scrypt dec -P backup-header.hmac backup-header.verified
+cmp -s backup-header backup-header.verified
+echo "$id!qubes.xml.000!$pass" | scrypt dec -P qubes.xml.000.enc | gzip -d | tar -x
+rm qubes.xml.000.enc
+for f in $(ls vm1/*.enc | sort -V); do
+  echo "$id!${f%.enc}!$pass" | scrypt dec -P "$f" "${f%.enc}"
+  rm "$f"
+done
+cat $(ls vm1/private.img.* | sort -V) | gzip -d | tar -x --sparse -f -
+`
+
+func benchBackupVolume(r *runner, i int, title string, size int64, fill func(*os.File, int64) error, params string) (string, error) {
+	dir := filepath.Join(r.tmp, fmt.Sprintf("backup%d", i))
+	src := filepath.Join(dir, "src")
+	env := []string{"QVM_STATE_DIR=" + src, "QVM_CONFIG=/nonexistent", "QVM_RUN_DIR=" + filepath.Join(dir, "run")}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("bench passphrase\n"), 0o600); err != nil {
+		return "", err
+	}
+	if _, err := runTimed(env, dir, r.qvm, "init", "--reflink", "no"); err != nil {
+		return "", err
+	}
+	// An AppVM: only its private volume is saved (its template is not
+	// part of the backup and exists on the restoring host too).
+	for _, e := range [][]string{env, denvFor(dir)} {
+		if e[0] != env[0] {
+			if _, err := runTimed(e, dir, r.qvm, "init", "--reflink", "no"); err != nil {
+				return "", err
+			}
+		}
+		if _, err := runTimed(e, dir, r.qvm, "create", "-C", "TemplateVM", "-l", "black", "tpl"); err != nil {
+			return "", err
+		}
+	}
+	if _, err := runTimed(env, dir, r.qvm, "create", "-l", "red", "-t", "tpl", "big"); err != nil {
+		return "", err
+	}
+	img := filepath.Join(src, "appvms", "big", "private.img")
+	f, err := os.OpenFile(img, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", err
+	}
+	if err := fill(f, size); err != nil {
+		f.Close()
+		return "", err
+	}
+	f.Close()
+	if _, err := runTimed(env, dir, r.qvm, "prefs", "big", "include_in_backups", "True"); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(os.Stderr, "bench: backup %s\n", title)
+	// Drop what is cached from writing so both sides read from the same state.
+	_ = exec.Command("sync").Run()
+	qb, err := runTimed(env, dir, r.qvm, "backup", "-y", "-q", "-p", pw, "--scrypt-params", params, filepath.Join(dir, "qvm.backup"), "big")
+	if err != nil {
+		return "", err
+	}
+	refDir := filepath.Join(dir, "ref")
+	os.MkdirAll(refDir, 0o755)
+	rb, err := runTimed(nil, refDir, "bash", "-c", refBackupScript, "bash", img, filepath.Join(dir, "ref.backup"), "bench passphrase", filepath.Join(src, "qubes.xml"))
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, "dst")
+	denv := denvFor(dir)
+	qr, err := runTimed(denv, dir, r.qvm, "restore", "-q", "-p", pw, filepath.Join(dir, "qvm.backup"))
+	if err != nil {
+		return "", err
+	}
+	restored := filepath.Join(dst, "appvms", "big", "private.img")
+	if !sameFile(img, restored) {
+		return "", fmt.Errorf("qvm restore of %s: data differs", title)
+	}
+	refOut := filepath.Join(dir, "refrestore")
+	os.MkdirAll(refOut, 0o755)
+	rr, err := runTimed(nil, refOut, "bash", "-c", refRestoreScript, "bash", filepath.Join(dir, "ref.backup"), "bench passphrase")
+	if err != nil {
+		return "", err
+	}
+	if !sameFile(img, filepath.Join(refOut, "vm1", "private.img")) {
+		return "", fmt.Errorf("reference restore of %s: data differs", title)
+	}
+	qs, _ := os.Stat(filepath.Join(dir, "qvm.backup"))
+	rs, _ := os.Stat(filepath.Join(dir, "ref.backup"))
+	row := func(step string, q, ref timed) string {
+		return fmt.Sprintf("| %s | %s | %s (%s) | %s (%s) | %.1fx | %s | %s |\n", title, step,
+			secs(q.el), rate(size, q.el), secs(ref.el), rate(size, ref.el), ref.el.Seconds()/q.el.Seconds(), mib(q.rss), mib(ref.rss))
+	}
+	out := row("backup", qb, rb) + row("restore", qr, rr)
+	out += fmt.Sprintf("| %s | archive size | %.1f MiB | %.1f MiB | | | |\n", title, float64(qs.Size())/(1<<20), float64(rs.Size())/(1<<20))
+	return out, nil
+}
+
+func denvFor(dir string) []string {
+	return []string{"QVM_STATE_DIR=" + filepath.Join(dir, "dst"), "QVM_CONFIG=/nonexistent", "QVM_RUN_DIR=" + filepath.Join(dir, "run2")}
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
+
+func rate(size int64, d time.Duration) string {
+	return fmt.Sprintf("%.0f MiB/s", float64(size)/(1<<20)/d.Seconds())
+}
+
+func sameFile(a, b string) bool {
+	out1, err1 := exec.Command("sha256sum", a).Output()
+	out2, err2 := exec.Command("sha256sum", b).Output()
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return strings.Fields(string(out1))[0] == strings.Fields(string(out2))[0]
+}
