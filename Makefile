@@ -9,20 +9,24 @@ MANDIR    := $(DESTDIR)$(PREFIX)/share/man/man1
 BASHDIR   := $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 ZSHDIR    := $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 FISHDIR   := $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+UNITDIR   ?= $(DESTDIR)$(PREFIX)/lib/systemd/system
+CONFDIR   ?= $(DESTDIR)/etc/qubes
 TESTFLAGS ?=
 GOTEST    := $(GO) test -count=1 $(TESTFLAGS)
 
-.PHONY: all deps build docs test vet bench demo install clean
+.PHONY: all deps build docs test vet bench demo install clean test-kernel
 
 all: build
 
 # deps/*.deb list Debian packages, one per line; each component adds its own file.
 deps:
 	@./deps/install.sh deps/*.deb
+	@./deps/start-user.sh
 
 build: deps
 	$(GO) build -o bin/qvm ./cmd/qvm
-	$(GO) build -o bin/qmemmand ./cmd/qmemmand
+	CGO_ENABLED=0 $(GO) build -o bin/qmemmand ./cmd/qmemmand
+	$(GO) build -o bin/qmemmand-virt ./cmd/qmemmand-virt
 	@$(MAKE) --no-print-directory docs
 
 # Man pages and shell completions are generated from the command tree.
@@ -50,18 +54,28 @@ bench: build
 	$(GO) run ./internal/benchrun -out BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/stategen/
 
+# A small real Linux guest (Debian cloud kernel + busybox initramfs) in the
+# linux-kernel pool layout: KERNEL_DIR/VERSION/{vmlinuz,initramfs}.
+test-kernel: deps
+	@test -n "$(KERNEL_DIR)" || { echo "usage: make test-kernel KERNEL_DIR=DIR" >&2; exit 2; }
+	@./scripts/test-kernel.sh "$(KERNEL_DIR)"
+
 demo: build
 	./scripts/demo.sh
 
 install: build
 	install -d $(BINDIR) $(MANDIR) $(BASHDIR) $(ZSHDIR) $(FISHDIR)
-	install -m 0755 bin/qvm bin/qmemmand $(BINDIR)/
+	install -m 0755 bin/qvm bin/qmemmand bin/qmemmand-virt $(BINDIR)/
 	for a in $$(./bin/qvm gen-docs --list-aliases); do ln -sf qvm $(BINDIR)/$$a; done
 	install -m 0644 man/*.1 $(MANDIR)/
 	install -m 0644 completions/qvm.bash $(BASHDIR)/qvm
 	for a in $$(./bin/qvm gen-docs --list-aliases); do ln -sf qvm $(BASHDIR)/$$a; done
 	install -m 0644 completions/_qvm $(ZSHDIR)/_qvm
 	install -m 0644 completions/qvm.fish $(FISHDIR)/qvm.fish
+	install -d $(UNITDIR) $(CONFDIR)
+	sed 's|@BINDIR@|$(PREFIX)/bin|' memd/dist/qubes-qmemman.service.in > $(UNITDIR)/qubes-qmemman.service
+	chmod 0644 $(UNITDIR)/qubes-qmemman.service
+	test -e $(CONFDIR)/qmemman.conf || install -m 0644 memd/dist/qmemman.conf $(CONFDIR)/qmemman.conf
 
 clean:
 	rm -rf bin man/*.1 completions/qvm.bash completions/_qvm completions/qvm.fish

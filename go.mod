@@ -15,6 +15,7 @@ require (
 	golang.org/x/crypto v0.45.0
 	golang.org/x/sys v0.49.0
 	golang.org/x/term v0.47.0
+	libvirt.org/go/libvirt v1.12007.0
 )
 
 require (

@@ -7,19 +7,6 @@ import (
 // aliases maps argv[0] names of the stock tools to qvm verbs, so existing
 // scripts keep working through symlinks.
 var aliases = map[string][]string{
-	"qvm-create":   {"create"},
-	"qvm-clone":    {"clone"},
-	"qvm-remove":   {"remove"},
-	"qvm-ls":       {"ls"},
-	"qvm-prefs":    {"prefs"},
-	"qubes-prefs":  {"prefs", "--global"},
-	"qvm-features": {"features"},
-	"qvm-service":  {"service"},
-	"qvm-tags":     {"tags"},
-	"qvm-check":    {"check"},
-	"qvm-pool":     {"pool"},
-	"qvm-firewall": {"firewall"},
-	"qvm-volume":   {"volume"},
 	"qvm-create":         {"create"},
 	"qvm-clone":          {"clone"},
 	"qvm-remove":         {"remove"},
@@ -31,9 +18,15 @@ var aliases = map[string][]string{
 	"qvm-tags":           {"tags"},
 	"qvm-check":          {"check"},
 	"qvm-pool":           {"pool"},
+	"qvm-firewall":       {"firewall"},
 	"qvm-volume":         {"volume"},
 	"qvm-backup":         {"backup"},
 	"qvm-backup-restore": {"restore"},
+	"qvm-start":          {"start"},
+	"qvm-shutdown":       {"shutdown"},
+	"qvm-kill":           {"kill"},
+	"qvm-pause":          {"pause"},
+	"qvm-unpause":        {"unpause"},
 }
 
 func aliasVerb(base string) ([]string, bool) {

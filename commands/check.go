@@ -54,6 +54,7 @@ func runCheck(ctx context.Context, env *Env, o checkOptions, args []string) erro
 		return runStateCheck(ctx, env, o)
 	}
 	return env.view(ctx, func(app *core.App) error {
+		env.attachPowerStates(ctx, app, env.progFor("qvm check"))
 		var doms []*core.Domain
 		var missing []string
 		if o.sel.all {

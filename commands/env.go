@@ -26,6 +26,10 @@ type Env struct {
 	log  *slog.Logger
 	// verbosity is -v count minus -q count; 1 is the default.
 	verbose, quiet int
+	// noQmemmanNoted: "qmemmand is not running" was said once already.
+	noQmemmanNoted bool
+	// reconciling: the lazy stop handling is running (no recursion).
+	reconciling bool
 }
 
 func newEnv(io IO, now func() time.Time) *Env {
@@ -79,6 +83,9 @@ func (env *Env) Store() (*store.Store, error) {
 
 // view runs fn on the state under a shared lock.
 func (env *Env) view(ctx context.Context, fn func(*core.App) error) error {
+	if err := env.reconcileNow(ctx); err != nil {
+		return err
+	}
 	st, err := env.Store()
 	if err != nil {
 		return err
@@ -88,6 +95,9 @@ func (env *Env) view(ctx context.Context, fn func(*core.App) error) error {
 
 // update runs fn on the state under the exclusive lock and saves.
 func (env *Env) update(ctx context.Context, fn func(*core.App) error) error {
+	if err := env.reconcileNow(ctx); err != nil {
+		return err
+	}
 	st, err := env.Store()
 	if err != nil {
 		return err

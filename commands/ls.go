@@ -203,6 +203,7 @@ func runLs(ctx context.Context, env *Env, o lsOptions, args []string) error {
 		}
 	}
 	return env.view(ctx, func(app *core.App) error {
+		env.attachPowerStates(ctx, app, env.progFor("qvm ls"))
 		doms, err := o.sel.resolve(app, args)
 		if err != nil {
 			return err

@@ -1,13 +1,52 @@
 package commands
 
-import "github.com/qvm-dev/qvm/core"
+import (
+	"context"
 
-// powerState is the power state column of qvm ls and the --running filters.
-// Until qvm talks to the hypervisor (libvirt), only dom0 is known to run and
-// every other qube reads as Halted.
-func powerState(_ *core.App, d *core.Domain) string {
+	"github.com/qvm-dev/qvm/core"
+)
+
+// powerState is the power state column of qvm ls and the --running
+// filters: the hypervisor's answer when the command asked for it (see
+// attachPowerStates), else dom0 runs and every other qube is Halted.
+func powerState(app *core.App, d *core.Domain) string {
 	if d.Class == "AdminVM" {
 		return "Running"
 	}
+	if app.PowerState != nil {
+		return app.PowerState(d)
+	}
 	return "Halted"
+}
+
+// attachPowerStates asks the hypervisor once for all domains and makes
+// powerState answer from that. Without any volume-running marker no qube
+// can be running (a start always starts the storage first), so the
+// hypervisor is not even asked. A hypervisor that cannot be reached is a
+// warning; the states then read Halted.
+func (env *Env) attachPowerStates(ctx context.Context, app *core.App, prog string) {
+	if !env.runMarkers() {
+		return
+	}
+	conn, err := env.virt(ctx)
+	if err != nil {
+		env.warnf(prog, "power states unknown: %v", err)
+		return
+	}
+	states, err := conn.States(ctx)
+	conn.Close()
+	if err != nil {
+		env.warnf(prog, "power states unknown: %v", err)
+		return
+	}
+	app.PowerState = func(d *core.Domain) string {
+		if s, ok := states[d.Name()]; ok {
+			return string(s)
+		}
+		return "Halted"
+	}
+	app.IsRunning = func(d *core.Domain) bool {
+		_, ok := states[d.Name()]
+		return ok
+	}
 }

@@ -35,6 +35,8 @@ options; invoked as qvm-prefs, qvm-ls, ... it behaves as that tool.`,
 	pf := root.PersistentFlags()
 	pf.String("state-dir", "/var/lib/qubes", "Qubes state directory (env QVM_STATE_DIR)")
 	pf.String("lock-timeout", "30s", "how long to wait for the qubes.xml lock (env QVM_LOCK_TIMEOUT)")
+	pf.String("connect", "", "libvirt URI (env QVM_LIBVIRT_URI; default: xen, a running libvirtd, else the embedded QEMU driver)")
+	_ = env.cfg.BindPFlag("libvirt-uri", pf.Lookup("connect"))
 	pf.CountVarP(&env.verbose, "verbose", "v", "increase verbosity")
 	pf.CountVarP(&env.quiet, "quiet", "q", "decrease verbosity")
 	_ = env.cfg.BindPFlag("state-dir", pf.Lookup("state-dir"))
@@ -57,6 +59,11 @@ options; invoked as qvm-prefs, qvm-ls, ... it behaves as that tool.`,
 		newBackupCmd(env),
 		newRestoreCmd(env),
 		newVolumeCmd(env),
+		newStartCmd(env),
+		newShutdownCmd(env),
+		newKillCmd(env),
+		newPauseCmd(env, false),
+		newPauseCmd(env, true),
 		newGenDocsCmd(env, root),
 	)
 	return root

@@ -225,6 +225,9 @@ type App struct {
 	Log func(msg string)
 	// IsRunning tells whether a qube runs; nil means nothing runs.
 	IsRunning func(d *Domain) bool
+	// PowerState is a qube's power state from the hypervisor (Halted,
+	// Running, Paused, …); nil means not asked.
+	PowerState func(d *Domain) string
 }
 
 func (a *App) logf(format string, args ...any) {

@@ -2,11 +2,11 @@
 package main
 
 import (
-	"fmt"
 	"os"
+
+	"github.com/qvm-dev/qvm/memd/qmemmand"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "qmemmand: no subcommand given")
-	os.Exit(2)
+	os.Exit(qmemmand.Main(os.Args, qmemmand.IO{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}))
 }

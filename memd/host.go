@@ -1,0 +1,45 @@
+package memd
+
+import "context"
+
+// Host is the hypervisor side of the balancer. Open gives a Session valid
+// for one balancing pass or one client request; with libvirt's embedded
+// driver only one process may hold the connection, so the implementation
+// connects (and takes qvm's lock file) in Open and lets go in Close.
+type Host interface {
+	Open(ctx context.Context) (Session, error)
+}
+
+// Watcher is implemented by a Host that can report domain lifecycle events
+// (a held connection to Xen or libvirtd). notify is called after a domain
+// appeared or went away; Watch returns when ctx ends.
+type Watcher interface {
+	Watch(ctx context.Context, notify func()) error
+}
+
+// Session reads memory facts and sets targets. Sizes are bytes.
+type Session interface {
+	// HostMem returns the host's total and free memory as the hypervisor
+	// reports them (before the overhead factor).
+	HostMem(ctx context.Context) (total, free int64, err error)
+	// Domains lists the running domains in a stable order.
+	Domains(ctx context.Context) ([]DomainFacts, error)
+	// SetTarget asks a domain to balloon to bytes.
+	SetTarget(ctx context.Context, id string, bytes int64, hotplug bool) error
+	Close() error
+}
+
+// DomainFacts is what the hypervisor says about one running domain.
+type DomainFacts struct {
+	ID         string
+	MemCurrent int64 // current allocation
+	MemMax     int64 // 0: unknown (dom0), all assignable host memory
+	UseHotplug bool
+	// HasMeminfo is false when the guest reports no usage (no balloon
+	// statistics); then MemUsed is meaningless.
+	HasMeminfo bool
+	MemUsed    int64
+	// Target is the balloon target already set, 0 when unknown; it seeds
+	// last_target when the domain is first seen.
+	Target int64
+}
