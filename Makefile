@@ -61,6 +61,12 @@ stress: build
 		$(GOTEST) -timeout 30m -v -run '^TestStress$$' ./commands/ | grep -E '^(=== RUN|--- |\s+stress_test|ok|FAIL|PASS)'
 	@cat bin/stress.json
 
+# Fuzzing: each Go fuzz target for FUZZTIME (scripts/fuzz.sh lists them);
+# make test runs their seed corpora (testdata/fuzz) as plain tests.
+FUZZTIME ?= 30s
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) ./scripts/fuzz.sh
+
 bench: build
 	$(GO) run ./internal/benchrun -out BENCHMARKS.md
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/stategen/
