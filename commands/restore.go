@@ -15,7 +15,16 @@ import (
 
 	"github.com/qvm-dev/qvm/backup"
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/internal/failpoint"
 	"github.com/qvm-dev/qvm/storage"
+)
+
+// Durable steps of a restore (see internal/failpoint): a volume's data
+// imported into the new qube's volume, and all of them imported just
+// before the final qubes.xml update.
+const (
+	FailpointRestoreImport = "restore.import"
+	FailpointRestoreCommit = "restore.commit"
 )
 
 type restoreOptions struct {
@@ -640,12 +649,17 @@ func commitRestore(ctx context.Context, env *Env, items []*restoreItem) error {
 				}
 				f.Close()
 				os.Remove(staged)
+				if err == nil {
+					err = failpoint.Hit(FailpointRestoreImport)
+				}
 				if err != nil {
 					return fmt.Errorf("Failed to restore volume %s of VM %s: %w", v.Name(), it.newName, err)
 				}
 			}
 		}
-		return nil
+		// Every volume is in place; what follows is the qubes.xml write
+		// that makes the restored qubes exist.
+		return failpoint.Hit(FailpointRestoreCommit)
 	})
 	if err != nil {
 		cleanup() // qubes.xml was not written: remove what was made
