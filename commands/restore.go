@@ -33,6 +33,7 @@ type restoreOptions struct {
 	skipDom0Home, ignoreUsernameMismatch, ignoreSizeLimit                     bool
 	filter, passphraseFile, destVM                                            string
 	locationIsService, paranoid, autoClose, yes, noProgress                   bool
+	maxExpansion                                                              int64
 }
 
 func newRestoreCmd(env *Env) *cobra.Command {
@@ -60,6 +61,7 @@ are added to qubes.xml only after all their data arrived intact.`,
 	f.BoolVar(&o.skipDom0Home, "skip-dom0-home", false, "do not restore the dom0 home directory")
 	f.BoolVar(&o.ignoreUsernameMismatch, "ignore-username-mismatch", false, "restore dom0 home although user names differ")
 	f.BoolVar(&o.ignoreSizeLimit, "ignore-size-limit", false, "accept qubes whose data is larger than the backup says")
+	f.Int64Var(&o.maxExpansion, "max-expansion", backup.DefaultMaxExpansion, "refuse an inner archive that decompresses to more than N times its compressed size past 64 MiB (-1: no limit)")
 	f.StringVarP(&o.filter, "compression-filter", "Z", "", "decompress with this program instead of the header's")
 	f.StringVarP(&o.passphraseFile, "passphrase-file", "p", "", "read the passphrase from the first line of FILE (- for standard input); no confirmation")
 	f.StringVarP(&o.destVM, "dest-vm", "d", "", "read the backup from a qube (needs qrexec; refused)")
@@ -127,7 +129,7 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 	}
 	env.infof(prog, "Checking backup content...")
 	counted := &restoreCounter{r: in}
-	arch, err := backup.OpenArchive(ctx, counted, backup.ReadOptions{Passphrase: pass, Filter: o.filter})
+	arch, err := backup.OpenArchive(ctx, counted, backup.ReadOptions{Passphrase: pass, Filter: o.filter, MaxExpansion: o.maxExpansion})
 	if err != nil {
 		return err
 	}
