@@ -15,6 +15,7 @@ import (
 
 	"github.com/qvm-dev/qvm/core"
 	"github.com/qvm-dev/qvm/core/store"
+	"github.com/qvm-dev/qvm/core/virt"
 )
 
 // Env is what every command gets: IO, clock, settings and access to state.
@@ -30,6 +31,10 @@ type Env struct {
 	noQmemmanNoted bool
 	// reconciling: the lazy stop handling is running (no recursion).
 	reconciling bool
+	// vconn is the process's hypervisor connection (see virt.go);
+	// needVirt: the command talks to the hypervisor in any case.
+	vconn    *virt.Conn
+	needVirt bool
 }
 
 func newEnv(io IO, now func() time.Time) *Env {
@@ -83,6 +88,7 @@ func (env *Env) Store() (*store.Store, error) {
 
 // view runs fn on the state under a shared lock.
 func (env *Env) view(ctx context.Context, fn func(*core.App) error) error {
+	env.holdHypervisor(ctx)
 	if err := env.reconcileNow(ctx); err != nil {
 		return err
 	}
@@ -90,11 +96,12 @@ func (env *Env) view(ctx context.Context, fn func(*core.App) error) error {
 	if err != nil {
 		return err
 	}
-	return st.View(ctx, fn)
+	return st.View(ctx, env.withPowerStates(ctx, fn))
 }
 
 // update runs fn on the state under the exclusive lock and saves.
 func (env *Env) update(ctx context.Context, fn func(*core.App) error) error {
+	env.holdHypervisor(ctx)
 	if err := env.reconcileNow(ctx); err != nil {
 		return err
 	}
@@ -102,7 +109,7 @@ func (env *Env) update(ctx context.Context, fn func(*core.App) error) error {
 	if err != nil {
 		return err
 	}
-	return st.Update(ctx, fn)
+	return st.Update(ctx, env.withPowerStates(ctx, fn))
 }
 
 // hostInfo reads the facts property defaults depend on.

@@ -34,19 +34,15 @@ func (env *Env) openHV(ctx context.Context, app *core.App) (*hv, error) {
 	}
 	h := &hv{env: env, app: app, st: storage.Open(app, env.storageOptions()), conn: conn}
 	if err := h.refresh(ctx); err != nil {
-		conn.Close()
 		return nil, err
 	}
 	app.IsRunning = func(d *core.Domain) bool { return h.state(d).Active() }
 	return h, nil
 }
 
-func (h *hv) close() {
-	if h.conn != nil {
-		h.conn.Close()
-		h.conn = nil
-	}
-}
+// close ends the hv's use of the connection (which stays the process's,
+// see Env.virt).
+func (h *hv) close() { h.conn = nil }
 
 func (h *hv) refresh(ctx context.Context) error {
 	st, err := h.conn.States(ctx)
@@ -175,10 +171,13 @@ func (h *hv) logHint(name string) string {
 	if root := virt.EmbedRoot(h.conn.URI); root != "" {
 		return filepath.Join(root, "log", "qemu", name+".log")
 	}
-	if h.conn.Driver() == "xen" {
+	switch h.conn.Driver() {
+	case "xen":
 		return "/var/log/libvirt/libxl/libxl-driver.log"
+	case "qemu":
+		return "/var/log/libvirt/qemu/" + name + ".log"
 	}
-	return "/var/log/libvirt/qemu/" + name + ".log"
+	return ""
 }
 
 // StartError is a failed start, as qvm start reports it.
@@ -242,7 +241,7 @@ func (h *hv) start(ctx context.Context, d *core.Domain, chain []string) error {
 			return fmt.Errorf("netvm %s: %w", nv.Name(), err)
 		}
 	}
-	release, err := h.env.requestMem(ctx, name, virt.MemRequest(h.app, d))
+	release, err := h.requestMem(ctx, d)
 	if err != nil {
 		return err
 	}
@@ -273,6 +272,11 @@ func (h *hv) start(ctx context.Context, d *core.Domain, chain []string) error {
 	return nil
 }
 
+// requestMem asks qmemmand for d's memory (spec/start.md step 9).
+func (h *hv) requestMem(ctx context.Context, d *core.Domain) (func(), error) {
+	return h.env.requestMem(ctx, h.app, d)
+}
+
 func (h *hv) stopStorage(ctx context.Context, d *core.Domain) {
 	if err := h.st.Stop(ctx, d); err != nil {
 		h.env.warnf(d.Name(), "storage stop after a failed start: %v", err)
@@ -287,7 +291,10 @@ func (h *hv) libvirtError(d *core.Domain, err error) error {
 			return errors.New("HVM qubes are not supported on this machine. Check BIOS settings for VT-x/AMD-V extensions.")
 		}
 	}
-	return fmt.Errorf("Start failed: %s, see %s for details", msg, h.logHint(d.Name()))
+	if hint := h.logHint(d.Name()); hint != "" {
+		return fmt.Errorf("Start failed: %s, see %s for details", msg, hint)
+	}
+	return fmt.Errorf("Start failed: %s", msg)
 }
 
 // disposablesBlock: a disposable template whose volume has snapshots
@@ -459,9 +466,8 @@ func (h *hv) kill(ctx context.Context, d *core.Domain) error {
 	return nil
 }
 
-// waitHalted polls the hypervisor (connecting only for each look, so other
-// qvm commands get the embedded driver in between) until every named qube
-// is halted or its deadline passes. It returns the names that timed out.
+// waitHalted polls the hypervisor until every named qube is halted or its
+// deadline passes. It returns the names that timed out.
 func (env *Env) waitHalted(ctx context.Context, deadlines map[string]time.Time) ([]string, error) {
 	pending := map[string]time.Time{}
 	for n, t := range deadlines {
@@ -474,7 +480,6 @@ func (env *Env) waitHalted(ctx context.Context, deadlines map[string]time.Time) 
 			return nil, err
 		}
 		states, err := conn.States(ctx)
-		conn.Close()
 		if err != nil {
 			return nil, err
 		}

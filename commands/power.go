@@ -25,7 +25,7 @@ func powerState(app *core.App, d *core.Domain) string {
 // hypervisor is not even asked. A hypervisor that cannot be reached is a
 // warning; the states then read Halted.
 func (env *Env) attachPowerStates(ctx context.Context, app *core.App, prog string) {
-	if !env.runMarkers() {
+	if app.PowerState != nil || !env.runMarkers() {
 		return
 	}
 	conn, err := env.virt(ctx)
@@ -34,7 +34,6 @@ func (env *Env) attachPowerStates(ctx context.Context, app *core.App, prog strin
 		return
 	}
 	states, err := conn.States(ctx)
-	conn.Close()
 	if err != nil {
 		env.warnf(prog, "power states unknown: %v", err)
 		return
@@ -48,5 +47,14 @@ func (env *Env) attachPowerStates(ctx context.Context, app *core.App, prog strin
 	app.IsRunning = func(d *core.Domain) bool {
 		_, ok := states[d.Name()]
 		return ok
+	}
+}
+
+// withPowerStates runs fn with the power states attached, so core's rules
+// that depend on a qube running (remove, template change, ...) see them.
+func (env *Env) withPowerStates(ctx context.Context, fn func(*core.App) error) func(*core.App) error {
+	return func(app *core.App) error {
+		env.attachPowerStates(ctx, app, "qvm")
+		return fn(app)
 	}
 }

@@ -1,16 +1,15 @@
 package commands
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/memd"
 )
 
 // qmemmanSocket is where qmemmand listens (setting qmemman-socket,
@@ -19,7 +18,7 @@ func (env *Env) qmemmanSocket() string {
 	if s := env.cfg.GetString("qmemman-socket"); s != "" {
 		return s
 	}
-	return "/var/run/qubes/qmemman.sock"
+	return memd.DefaultSocket
 }
 
 // MemoryError: qmemmand could not free enough memory.
@@ -29,39 +28,51 @@ func (e *MemoryError) Error() string {
 	return fmt.Sprintf("Not enough memory to start domain '%s'", e.Name)
 }
 
-// requestMem asks qmemmand to free n bytes for qube name. On OK the
-// returned release closes the connection, which is when qmemmand resumes
-// balancing (after the domain exists). No qmemmand → a note (once per
-// process) and a no-op release.
-func (env *Env) requestMem(ctx context.Context, name string, n int64) (release func(), err error) {
-	sock := env.qmemmanSocket()
-	var d net.Dialer
-	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	c, err := d.DialContext(dctx, "unix", sock)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			if !env.noQmemmanNoted {
-				env.noQmemmanNoted = true
-				env.warnf(env.progFor("qvm start"), "qmemmand is not running (no %s); starting without a memory request", sock)
-			}
-			return func() {}, nil
+// memStartRequest is what qmemmand needs to size a start (spec/start.md §3).
+func memStartRequest(app *core.App, d *core.Domain) memd.StartRequest {
+	get := func(p string) core.Value {
+		v, err := app.Get(d, p)
+		if err != nil {
+			return core.Value{None: true}
 		}
-		return nil, fmt.Errorf("Failed to connect to qmemman: %w", err)
+		return v
 	}
-	uc := c.(*net.UnixConn)
-	if _, err := uc.Write([]byte(strconv.FormatInt(n, 10) + "\n")); err != nil {
-		uc.Close()
-		return nil, fmt.Errorf("Failed to connect to qmemman: %w", err)
+	r := memd.StartRequest{VirtMode: get("virt_mode").S, MemoryMiB: get("memory").Int(),
+		MaxMemMiB: get("maxmem").Int(), VCPUs: get("vcpus").Int(), LinuxStubdom: true}
+	if v := get("stubdom_mem"); !v.None {
+		r.StubdomMemMiB = v.Int()
 	}
-	// qmemmand may wait for a balancing round; its answer comes in well
-	// under a minute.
-	_ = uc.SetReadDeadline(time.Now().Add(60 * time.Second))
-	line, _ := bufio.NewReader(uc).ReadString('\n')
-	if strings.TrimSpace(line) != "OK" {
-		uc.Close()
-		return nil, &MemoryError{Name: name}
+	if v, ok := app.FeatureWithTemplate(d, "linux-stubdom"); ok {
+		b, err := core.ParseBool(v)
+		r.LinuxStubdom = err == nil && b || err != nil && v != ""
 	}
-	_ = uc.SetReadDeadline(time.Time{})
-	return func() { uc.Close() }, nil
+	return r
+}
+
+// requestMem asks qmemmand to free memory for d. On OK the returned release
+// closes the connection, which is when qmemmand resumes balancing (after
+// the domain exists). No qmemmand → a note (once per process) and a no-op
+// release.
+func (env *Env) requestMem(ctx context.Context, app *core.App, d *core.Domain) (release func(), err error) {
+	sock := env.qmemmanSocket()
+	size := memd.RequestSize(memStartRequest(app, d))
+	// qmemmand may finish a balancing pass first; its answer comes well
+	// within a minute.
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	g, err := memd.RequestMemory(rctx, sock, size)
+	var ce *memd.ConnectError
+	switch {
+	case errors.As(err, &ce) && (errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED)):
+		if !env.noQmemmanNoted {
+			env.noQmemmanNoted = true
+			env.warnf(env.progFor("qvm start"), "qmemmand is not running (no %s); starting without a memory request", sock)
+		}
+		return func() {}, nil
+	case errors.Is(err, memd.ErrNotEnoughMemory):
+		return nil, &MemoryError{Name: d.Name()}
+	case err != nil:
+		return nil, err
+	}
+	return func() { g.Close() }, nil
 }

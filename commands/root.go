@@ -64,6 +64,7 @@ options; invoked as qvm-prefs, qvm-ls, ... it behaves as that tool.`,
 		newKillCmd(env),
 		newPauseCmd(env, false),
 		newPauseCmd(env, true),
+		newVolumeCmd(env),
 		newGenDocsCmd(env, root),
 	)
 	return root

@@ -80,6 +80,7 @@ func (env *Env) shutdownRound(ctx context.Context, names []string, force bool) (
 }
 
 func runShutdown(ctx context.Context, env *Env, o shutdownOptions, args []string) error {
+	env.needVirt = !o.dryRun
 	wait := o.wait || o.timeout != ""
 	if o.timeout != "" {
 		env.warnf(env.progFor("qvm shutdown"), "--timeout is deprecated; it only enables --wait (each qube's shutdown_timeout applies)")
@@ -230,6 +231,7 @@ func newKillCmd(env *Env) *cobra.Command {
 storage as after any stop. Halted qubes are ignored. The exit code is the
 number of qubes that could not be killed.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			env.needVirt = true
 			var names []string
 			err := env.view(cmd.Context(), func(app *core.App) error {
 				doms, err := o.sel.resolve(app, args)
@@ -272,6 +274,7 @@ func newPauseCmd(env *Env, unpause bool) *cobra.Command {
 		Use:   verb + " [flags] [--all [--exclude X]... | VMNAME...]",
 		Short: short,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			env.needVirt = true
 			failed := 0
 			err := env.update(cmd.Context(), func(app *core.App) error {
 				doms, err := sel.resolve(app, args)

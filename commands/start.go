@@ -44,6 +44,7 @@ func (env *Env) printErr(format string, args ...any) {
 }
 
 func runStart(ctx context.Context, env *Env, o startOptions, args []string) error {
+	env.needVirt = true
 	if o.dispvm {
 		if len(args) > 1 || o.sel.all {
 			return usagef("--dispvm takes at most one TEMPLATE")

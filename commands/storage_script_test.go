@@ -32,6 +32,9 @@ func TestStorageScript(t *testing.T) {
 			e.Setenv("QVM_STATE_DIR", e.WorkDir+"/state")
 			e.Setenv("QVM_CONFIG", e.WorkDir+"/qvm.yaml")
 			e.Setenv("QVM_RUN_DIR", e.WorkDir+"/run")
+			// storagestart simulates a running qube by its storage alone; with
+			// no hypervisor to ask, qvm's lazy reconcile leaves it started.
+			e.Setenv("QVM_LIBVIRT_URI", "nosuch:///storage-tests-have-no-hypervisor")
 			return nil
 		},
 		// [loopfs:TYPE]: a TYPE filesystem can be made and loop-mounted here

@@ -43,3 +43,13 @@ type DomainFacts struct {
 	// last_target when the domain is first seen.
 	Target int64
 }
+
+// RootHolder is implemented by a Host on libvirt's embedded driver: it
+// tells whether process pid keeps the driver's root loaded (a qvm command
+// does so until it exits), in which case no session can be opened until
+// that process is done.
+type RootHolder interface {
+	RootHeldBy(pid int) bool
+	// RootBusy: another process has the root now.
+	RootBusy() bool
+}

@@ -34,6 +34,10 @@ type Daemon struct {
 	byID         map[string]*Domain
 	allPhysMem   int64
 	forceRefresh bool
+	// lastFree is get_free_xen_mem at the end of the last pass (ok: one
+	// was seen), for requests that cannot open a session.
+	lastFree   int64
+	lastFreeOK bool
 }
 
 // NewDaemon returns a Daemon driving host.
@@ -211,6 +215,7 @@ func (p *pass) doBalance() error {
 	if err != nil {
 		return err
 	}
+	d.lastFree, d.lastFreeOK = xenFree, true
 	reqs, branch, err := d.opts.Params.Balance(xenFree-XenFreeMemLeft, d.doms)
 	if err != nil {
 		return fmt.Errorf("balance: %w", err)
@@ -257,6 +262,7 @@ func (p *pass) doBalance() error {
 	if err != nil {
 		return err
 	}
+	d.lastFree, d.lastFreeOK = xenFree, true
 	m := d.opts.Params.MemInfo(xenFree-XenFreeMemLeft, d.doms)
 	return d.writeAvailMem(m.TotalAvailableMem)
 }
@@ -460,9 +466,17 @@ func pyRound2(x float64) float64 {
 
 // Balance runs one balancing pass: refresh the domain list and the guests'
 // usage, then do_balance. It takes the global lock and a host session.
+//
+// While another process has the embedded driver's root (a qvm command,
+// which keeps it until it exits and may be about to ask for memory), the
+// pass is skipped rather than wait for the root with the lock held.
 func (d *Daemon) Balance(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if rh, ok := d.host.(RootHolder); ok && rh.RootBusy() {
+		d.log.Debug("embedded root in use by another process: pass skipped")
+		return nil
+	}
 	p, err := d.open(ctx)
 	if err != nil {
 		return err

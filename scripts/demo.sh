@@ -64,6 +64,67 @@ run env QVM_STATE_DIR="$STATE/restored" "$QVM" restore -p "$STATE/pw" "$BACKUP"
 run env QVM_STATE_DIR="$STATE/restored" "$QVM" ls
 cmp "$STATE/appvms/work/private.img" "$STATE/restored/appvms/work/private.img"
 test "$(QVM_STATE_DIR="$STATE/restored" "$QVM" prefs work memory)" = 800
+# --- start ---
+# A real qube: the test guest (Debian cloud kernel + busybox initramfs) on
+# libvirt's embedded QEMU driver (no daemon), in a state of its own with a
+# file-reflink pool: started, seen running, its console read, shut down
+# with the ACPI power button, its private volume committed.
+if [ "$(id -u)" = 0 ] && [ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ]; then
+  KVER=$(make --no-print-directory -s test-kernel KERNEL_DIR="$PWD/bin/test-kernel" | tail -n1)
+  RUNSTATE=$(mktemp -d /tmp/qvm-demo-run.XXXXXX)
+  trap 'QVM_STATE_DIR="$RUNSTATE" QVM_RUN_DIR="$RUNSTATE/run" QVM_LIBVIRT_URI="qemu:///embed?root=$RUNSTATE/libvirt" "$QVM" kill --all >/dev/null 2>&1 || true; rm -rf "$STATE" "$RUNSTATE"' EXIT
+  (
+    export QVM_STATE_DIR="$RUNSTATE" QVM_RUN_DIR="$RUNSTATE/run" QVM_LIBVIRT_URI="qemu:///embed?root=$RUNSTATE/libvirt"
+    run "$QVM" init --reflink no
+    run "$QVM" pool add vms file-reflink -o dir_path="$RUNSTATE/vms" -o setup_check=False
+    run "$QVM" prefs --global default_pool vms
+    mkdir -p "$RUNSTATE/vm-kernels" && cp -r "bin/test-kernel/$KVER" "$RUNSTATE/vm-kernels/"
+    run "$QVM" create --standalone --label red --prop kernel="$KVER" --prop memory=192 --prop netvm=none guest
+    run "$QVM" volume resize -f guest:root 64MiB
+    run "$QVM" start guest
+    run "$QVM" ls --running
+    for _ in $(seq 300); do grep -q 'qvm-test-guest: up' "$RUNSTATE/appvms/guest/console.log" 2>/dev/null && break; sleep 0.2; done
+    run cat "$RUNSTATE/appvms/guest/console.log"
+    run "$QVM" shutdown --wait guest
+    run "$QVM" ls
+    test "$("$QVM" ls --raw-data -O state guest)" = Halted
+    test "$(head -c 14 "$RUNSTATE/vms/appvms/guest/private.img")" = QVM-TEST-GUEST
+    ls "$RUNSTATE"/vms/appvms/guest/private.img.*@* >/dev/null
+  )
+else
+  echo "(start step skipped: it needs root and libvirt-daemon-driver-qemu)"
+fi
+# --- qmemmand ---
+# The memory balancer next to a real qube: qmemmand on the same embedded
+# root with a 1 GiB budget; qvm start asks it for the qube's memory (OK),
+# the guest's balloon statistics come in and qmemmand sets its target.
+if [ "$(id -u)" = 0 ] && [ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ]; then
+  KVER=$(make --no-print-directory -s test-kernel KERNEL_DIR="$PWD/bin/test-kernel" | tail -n1)
+  MEMSTATE=$(mktemp -d /tmp/qvm-demo-mem.XXXXXX)
+  (
+    export QVM_STATE_DIR="$MEMSTATE" QVM_RUN_DIR="$MEMSTATE/run" QVM_LIBVIRT_URI="qemu:///embed?root=$MEMSTATE/libvirt" QVM_QMEMMAN_SOCKET="$MEMSTATE/qmemman.sock"
+    "$QVM" init --reflink no >/dev/null
+    "$QVM" pool add vms file-reflink -o dir_path="$MEMSTATE/vms" -o setup_check=False
+    "$QVM" prefs --global default_pool vms
+    mkdir -p "$MEMSTATE/vm-kernels" && cp -r "bin/test-kernel/$KVER" "$MEMSTATE/vm-kernels/"
+    "$QVM" create --standalone --label red --prop kernel="$KVER" --prop memory=192 --prop maxmem=400 --prop netvm=none mem
+    "$QVM" volume resize -f mem:root 64MiB
+    ./bin/qmemmand --uri "$QVM_LIBVIRT_URI" --budget 1GiB --socket "$QVM_QMEMMAN_SOCKET" --run-dir "$MEMSTATE/run" --config memd/dist/qmemman.conf -v 2>"$MEMSTATE/qmemmand.log" &
+    QPID=$!
+    for _ in $(seq 100); do [ -S "$QVM_QMEMMAN_SOCKET" ] && break; sleep 0.1; done
+    run "$QVM" start mem
+    for _ in $(seq 300); do grep -q 'mem-set domid=1' "$MEMSTATE/qmemmand.log" && break; sleep 0.2; done
+    run grep -E 'balloon request|mem-set' "$MEMSTATE/qmemmand.log"
+    run cat "$MEMSTATE/run/qmemman-avail-mem"; echo
+    run "$QVM" kill mem
+    kill -TERM $QPID; wait $QPID
+    grep -q 'msg="balloon request' "$MEMSTATE/qmemmand.log"
+    grep -q 'mem-set domid=1' "$MEMSTATE/qmemmand.log"
+  )
+  rm -rf "$MEMSTATE"
+else
+  echo "(qmemmand step skipped: it needs root and libvirt-daemon-driver-qemu)"
+fi
 # Verify: the state loads, and what was set is there.
 test "$("$QVM" prefs work memory)" = 800
 test "$("$QVM" service work cups)" = on

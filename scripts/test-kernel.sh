@@ -6,7 +6,8 @@
 # initramfs is busybox-static with the few modules the guest needs. The
 # guest: loads virtio_balloon, runs acpid so the ACPI power button halts it,
 # writes its boot-time marker to the start of its private disk (vdb on
-# QEMU, xvdb on Xen) and prints "qvm-test-guest: up" on its console.
+# QEMU, xvdb on Xen) and prints "qvm-test-guest: up" on its console. With
+# qvmtest.ignore-acpi in its kernel options it ignores the power button.
 # A second run with the same script and kernel is a no-op (DIR/.stamp).
 set -eu
 DIR=${1:?usage: test-kernel.sh DIR}
@@ -84,7 +85,12 @@ marker="QVM-TEST-GUEST boot=$(date -u +%Y-%m-%dT%H:%M:%SZ) uptime=$(cut -d' ' -f
 if [ -n "$disk" ]; then
   printf '%s\n' "$marker" | dd of="$disk" conv=notrunc,fsync 2>/dev/null && sync
 fi
-acpid -c /etc/acpi -a /etc/acpid.conf -l /var/log/acpid.log
+# qvmtest.ignore-acpi on the command line: a guest that does not halt on
+# the power button (to test shutdown timeouts).
+case " $(cat /proc/cmdline) " in
+  *" qvmtest.ignore-acpi "*) echo "qvm-test-guest: ignoring the power button" ;;
+  *) acpid -c /etc/acpi -a /etc/acpid.conf -l /var/log/acpid.log ;;
+esac
 echo "qvm-test-guest: up ($marker disk=${disk:-none})"
 while :; do sleep 3600; done
 SH

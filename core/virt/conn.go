@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+	"golang.org/x/sys/unix"
 	"libvirt.org/go/libvirt"
 )
 
@@ -32,9 +33,10 @@ type Config struct {
 // longer needs the hypervisor: with the embedded driver it also releases the
 // root for the next qvm process.
 type Conn struct {
-	URI  string
-	lv   *libvirt.Connect
-	lock *flock.Flock
+	URI    string
+	lv     *libvirt.Connect
+	lock   *flock.Flock
+	shared bool // the process's embedded connection: never closed
 }
 
 // Paths of the host probes; variables only so tests can point them elsewhere.
@@ -103,9 +105,13 @@ func (c *Conn) Embedded() bool { return EmbedRoot(c.URI) != "" }
 type LockTimeoutError struct {
 	Root    string
 	Timeout time.Duration
+	Holder  int // pid whose libvirt holds the root, when known
 }
 
 func (e *LockTimeoutError) Error() string {
+	if e.Holder != 0 {
+		return fmt.Sprintf("timed out after %s waiting for the embedded libvirt root %s (process %d holds it; libvirt keeps an embedded root until the process that opened it exits)", e.Timeout, e.Root, e.Holder)
+	}
 	return fmt.Sprintf("timed out after %s waiting for the embedded libvirt root %s (another qvm is using the hypervisor)", e.Timeout, e.Root)
 }
 
@@ -137,41 +143,67 @@ func startEventLoop() {
 	})
 }
 
+// embeddedConns are the embedded-driver connections of this process, by
+// root. libvirt keeps an embedded driver (with a lock on its root's
+// run/qemu/driver.pid) alive until the process exits, whatever is closed,
+// and refuses to register it again after a few dozen opens; so a process
+// opens each root once and reuses that connection. This mirrors state
+// libvirt itself keeps per process, hence a package variable.
+var embeddedConns = struct {
+	sync.Mutex
+	m map[string]*libvirt.Connect
+}{m: map[string]*libvirt.Connect{}}
+
 // Open connects to the hypervisor. For the embedded driver it first takes
-// the lock beside the root (waiting up to LockTimeout) and prepares the root.
+// the lock beside the root (waiting up to LockTimeout, also for another
+// process whose libvirt still holds the root) and prepares the root.
 func Open(ctx context.Context, cfg Config) (*Conn, error) {
 	uri := cfg.URI
 	if uri == "" {
 		uri = DefaultURI(cfg.StateDir)
 	}
 	c := &Conn{URI: uri}
-	if root := EmbedRoot(uri); root != "" {
-		fl, err := lockRoot(ctx, root, cfg.LockTimeout)
+	root := EmbedRoot(uri)
+	if root == "" {
+		lv, err := libvirt.NewConnect(uri)
 		if err != nil {
-			return nil, err
+			return nil, connectError(uri, err)
 		}
-		c.lock = fl
-		if err := prepareRoot(root); err != nil {
-			c.unlock()
-			return nil, err
-		}
-		// libvirt logs warnings to stderr unless told otherwise (read once,
-		// at its first use in the process); keep them in the root so qvm's
-		// own output stays clean.
-		if os.Getenv("LIBVIRT_LOG_OUTPUTS") == "" {
-			logDir := filepath.Join(root, "log")
-			if os.MkdirAll(logDir, 0o755) == nil {
-				os.Setenv("LIBVIRT_LOG_OUTPUTS", "3:file:"+filepath.Join(logDir, "libvirt.log"))
-			}
-		}
-		startEventLoop()
+		c.lv = lv
+		return c, nil
 	}
+	fl, err := lockRoot(ctx, root, cfg.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	c.lock = fl
+	embeddedConns.Lock()
+	defer embeddedConns.Unlock()
+	if lv, ok := embeddedConns.m[root]; ok {
+		c.lv, c.shared = lv, true
+		return c, nil
+	}
+	if err := prepareRoot(root); err != nil {
+		c.unlock()
+		return nil, err
+	}
+	// libvirt logs warnings to stderr unless told otherwise (read once, at
+	// its first use in the process); keep them in the root so qvm's own
+	// output stays clean.
+	if os.Getenv("LIBVIRT_LOG_OUTPUTS") == "" {
+		logDir := filepath.Join(root, "log")
+		if os.MkdirAll(logDir, 0o755) == nil {
+			os.Setenv("LIBVIRT_LOG_OUTPUTS", "3:file:"+filepath.Join(logDir, "libvirt.log"))
+		}
+	}
+	startEventLoop()
 	lv, err := libvirt.NewConnect(uri)
 	if err != nil {
 		c.unlock()
 		return nil, connectError(uri, err)
 	}
-	c.lv = lv
+	embeddedConns.m[root] = lv
+	c.lv, c.shared = lv, true
 	return c, nil
 }
 
@@ -201,17 +233,48 @@ func lockRoot(ctx context.Context, root string, timeout time.Duration) (*flock.F
 	fl := flock.New(strings.TrimRight(root, "/")+".lock", flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
 	lctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	ok, err := fl.TryLockContext(lctx, 10*time.Millisecond)
-	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		return nil, &LockTimeoutError{Root: root, Timeout: timeout}
+	holder := 0
+	for {
+		ok, err := fl.TryLockContext(lctx, 10*time.Millisecond)
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, &LockTimeoutError{Root: root, Timeout: timeout, Holder: holder}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lock %s.lock: %w", root, err)
+		}
+		if !ok {
+			return nil, &LockTimeoutError{Root: root, Timeout: timeout, Holder: holder}
+		}
+		// Our lock is not enough while another process's libvirt still
+		// has the root; let go and wait for that process to end.
+		if holder = driverHolder(root); holder == 0 {
+			return fl, nil
+		}
+		_ = fl.Unlock()
+		select {
+		case <-lctx.Done():
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, &LockTimeoutError{Root: root, Timeout: timeout, Holder: holder}
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
+}
+
+// driverHolder is the pid of another process whose libvirt holds the
+// root's QEMU driver (its lock on run/qemu/driver.pid), 0 if none.
+func driverHolder(root string) int {
+	f, err := os.Open(filepath.Join(root, "run", "qemu", "driver.pid"))
 	if err != nil {
-		return nil, fmt.Errorf("lock %s.lock: %w", root, err)
+		return 0
 	}
-	if !ok {
-		return nil, &LockTimeoutError{Root: root, Timeout: timeout}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_GETLK, &lk); err != nil || lk.Type == unix.F_UNLCK {
+		return 0
 	}
-	return fl, nil
+	return int(lk.Pid)
 }
 
 // prepareRoot creates the root and writes etc/qemu.conf when it differs.
@@ -240,13 +303,16 @@ func (c *Conn) unlock() {
 	}
 }
 
-// Close closes the connection and releases the embedded root.
+// Close closes the connection and releases the lock beside the embedded
+// root. The process's embedded libvirt connection itself stays open for
+// the next Open (libvirt keeps the driver anyway until the process exits;
+// other processes wait for that, see lockRoot).
 func (c *Conn) Close() error {
 	var err error
-	if c.lv != nil {
+	if c.lv != nil && !c.shared {
 		_, err = c.lv.Close()
-		c.lv = nil
 	}
+	c.lv = nil
 	c.unlock()
 	return err
 }

@@ -15,6 +15,7 @@ var sections = []section{
 	{"Storage: clone and start+stop of a 10 GiB volume", benchStorage},
 	{"Firewall: qvm firewall with 1000 rules, nft export of 100 qubes", benchFirewall},
 	{"Backup and restore: qvm vs the reference-style pipeline", benchBackup},
+	{"Running qubes: qvm start and qvm shutdown --wait on the embedded QEMU driver", benchStart},
 	{"qmemmand: idle memory, balancing pass, socket latency", benchMemd},
 }
 

@@ -199,7 +199,9 @@ func runDaemon(ctx context.Context, stdio IO, o daemonOptions) error {
 	if err != nil {
 		return err
 	}
-	host := virtclient.New(virtclient.Options{Argv: []string{helper}, URI: o.uri, StateDir: o.stateDir, Budget: budget})
+	// A short wait for the embedded root: a qvm command keeps it until it
+	// exits, and passes skip while one does.
+	host := virtclient.New(virtclient.Options{Argv: []string{helper}, URI: o.uri, StateDir: o.stateDir, Budget: budget, LockTimeout: 10 * time.Second})
 	defer host.Close()
 	log.Info("hypervisor", "uri", o.uri, "helper", helper)
 	if err := os.MkdirAll(o.runDir, 0o755); err != nil {

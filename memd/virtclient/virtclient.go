@@ -22,11 +22,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/qvm-dev/qvm/memd"
 )
@@ -81,6 +85,7 @@ type Host struct {
 	held     *session
 	embedded bool // learnt from a hello
 	known    bool
+	uri      string // as the helper resolved it
 }
 
 // New returns a Host.
@@ -232,7 +237,7 @@ func (h *Host) Open(ctx context.Context) (memd.Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.known, h.embedded = true, s.Embedded
+	h.known, h.embedded, h.uri = true, s.Embedded, s.URI
 	if s.Embedded {
 		return s, nil
 	}
@@ -296,4 +301,54 @@ func (h *Host) Watch(ctx context.Context, notify func()) error {
 			notify()
 		}
 	}
+}
+
+// RootHeldBy reports whether process pid has the embedded driver's root
+// loaded: libvirt in that process holds a lock on run/qemu/driver.pid.
+func (h *Host) RootHeldBy(pid int) bool {
+	return h.rootHolder() == pid
+}
+
+// RootBusy reports whether another process has the embedded root loaded.
+func (h *Host) RootBusy() bool {
+	p := h.rootHolder()
+	return p != 0 && p != os.Getpid()
+}
+
+func (h *Host) rootHolder() int {
+	uri := h.opts.URI
+	h.mu.Lock()
+	if h.uri != "" {
+		uri = h.uri
+	}
+	h.mu.Unlock()
+	root := embedRoot(uri)
+	if root == "" {
+		return 0
+	}
+	return driverHolder(root)
+}
+
+// embedRoot is the root of a qemu:///embed?root=DIR URI, "" otherwise.
+func embedRoot(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "qemu" || u.Path != "/embed" {
+		return ""
+	}
+	return u.Query().Get("root")
+}
+
+// driverHolder is the pid holding the write lock on the root's
+// run/qemu/driver.pid, 0 when none.
+func driverHolder(root string) int {
+	f, err := os.Open(filepath.Join(root, "run", "qemu", "driver.pid"))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_GETLK, &lk); err != nil || lk.Type == unix.F_UNLCK {
+		return 0
+	}
+	return int(lk.Pid)
 }

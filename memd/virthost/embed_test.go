@@ -2,9 +2,12 @@ package virthost
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -71,5 +74,41 @@ func TestEmbeddedSessionTakesQvmLock(t *testing.T) {
 		if err := d.Balance(ctx); err != nil {
 			t.Fatalf("pass %d: %v", i, err)
 		}
+	}
+}
+
+// A qvm command keeps the embedded root until it exits; when it asks for
+// memory meanwhile, qmemmand cannot open a session and answers from its
+// last pass at once instead of waiting for the root.
+func TestRequestFromRootHolder(t *testing.T) {
+	needEmbedded(t)
+	root := filepath.Join(t.TempDir(), "libvirt")
+	cfg := virt.Config{URI: "qemu:///embed?root=" + root, LockTimeout: 5 * time.Second}
+	h := helperHost(cfg, 2048*memd.MiB)
+	d := memd.NewDaemon(h, memd.Options{Params: memd.DefaultParams(), RunDir: t.TempDir()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := d.Balance(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "qmemman.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go d.Serve(ctx, l)
+	start := time.Now()
+	cmd := exec.Command(os.Args[0], sock, strconv.Itoa(1024*memd.MiB), strconv.Itoa(4096*memd.MiB))
+	cmd.Env = append(os.Environ(), "MEMD_TEST_HOLDER_URI="+cfg.URI)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	want := fmt.Sprintf("%d OK\n%d refused: not enough memory: qmemman answered \"FAIL\"\n", 1024*memd.MiB, 4096*memd.MiB)
+	if string(out) != want {
+		t.Errorf("holder saw %q, want %q", out, want)
+	}
+	if el := time.Since(start); el > 4*time.Second {
+		t.Errorf("answers took %s: qmemmand waited for the root", el)
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/qvm-dev/qvm/core/virt"
+	"github.com/qvm-dev/qvm/memd"
 	"github.com/qvm-dev/qvm/memd/virtclient"
 )
 
@@ -15,6 +17,27 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("MEMD_TEST_HELPER") == "1" {
 		os.Exit(ServeHelperMain(os.Args[len(os.Args)-1]))
+	}
+	if uri := os.Getenv("MEMD_TEST_HOLDER_URI"); uri != "" {
+		// As qvm start: load the embedded driver (kept until exit), then
+		// ask qmemmand for memory.
+		c, err := virt.Open(context.Background(), virt.Config{URI: uri, LockTimeout: time.Minute})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		c.Close()
+		for _, a := range os.Args[2:] {
+			n, _ := strconv.ParseInt(a, 10, 64)
+			g, err := memd.RequestMemory(context.Background(), os.Args[1], n)
+			if err != nil {
+				fmt.Println(a, "refused:", err)
+				continue
+			}
+			fmt.Println(a, "OK")
+			g.Close()
+		}
+		os.Exit(0)
 	}
 	if uri := os.Getenv("MEMD_TEST_GUESTS_URI"); uri != "" {
 		// The embedded driver stays loaded in a process that connected
