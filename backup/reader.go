@@ -722,7 +722,6 @@ func readSparse10(t *tarReader, open OpenFunc, name string) (io.WriteCloser, err
 // byteReader reads byte by byte through a small buffer, counting.
 type byteReader struct {
 	r    io.Reader
-	b    [1]byte
 	n    int64
 	buf  []byte
 	fill []byte

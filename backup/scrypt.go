@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -96,6 +97,9 @@ func (k *Key) derive(passphrase []byte) error {
 		return fmt.Errorf("scrypt: %w", err)
 	}
 	k.dk = dk
+	// Each derivation leaves 128·r·N bytes of garbage: hand it back now
+	// rather than let the heap hold several next to the chunk buffers.
+	debug.FreeOSMemory()
 	return nil
 }
 

@@ -324,7 +324,11 @@ func (c *chunker) flush(final bool) error {
 		if !final || c.sent {
 			return nil
 		}
-		c.cur = <-c.free
+		select {
+		case c.cur = <-c.free:
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		}
 		c.key = c.kdf.get(c.o.BackupID + "!" + c.chunkName(c.idx) + "!" + c.o.Passphrase)
 	}
 	ch := &chunk{name: c.chunkName(c.idx), buf: c.cur, key: c.key}

@@ -169,7 +169,14 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 		return err
 	}
 	defer plan.close()
-	fmt.Fprint(env.IO.Out, backupSummary(plan.rows, plan.notSelected))
+	summaryTo := env.IO.Out
+	if prof.DestinationPath == "-" {
+		summaryTo = env.IO.Err // stdout carries the backup itself
+		if o.passphraseFile == "" && prof.PassphraseText == "" && !env.IO.InIsTTY {
+			return usagef("backup to standard output needs --passphrase-file FILE or a terminal")
+		}
+	}
+	fmt.Fprint(summaryTo, backupSummary(plan.rows, plan.notSelected))
 	if plan.dom0Skipped {
 		env.warnf(env.progFor("qvm backup"), "dom0's home directory is not backed up by qvm (back it up with tar)")
 	}
@@ -277,9 +284,14 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan
 			dir := fmt.Sprintf("vm%d/", d.QID())
 			q := backup.Qube{Name: d.Name()}
 			var size int64
+			running, noSnap := app.IsRunning != nil && app.IsRunning(d), false
 			for _, v := range d.Volumes {
 				if !v.SaveOnStop {
 					continue
+				}
+				if sv, err := st.Volume(d, v.Name); err == nil && sv.Running() {
+					running = true
+					noSnap = noSnap || sv.SnapshotsDisabled()
 				}
 				// The committed state (for a running qube: from before its
 				// start), held open until the backup is written.
@@ -319,7 +331,11 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan
 				q.Files = append(q.Files, backup.File{Name: dir + "empty", Data: []byte{}})
 			}
 			note := ""
-			if app.IsRunning != nil && app.IsRunning(d) {
+			if running && noSnap {
+				// The stock rule: without snapshots there is no committed
+				// state to read while the qube writes its image.
+				return fmt.Errorf("%s is running and its private volume snapshots are disabled (revisions_to_keep -1); shut it down first", d.Name())
+			} else if running {
 				note = " <-- The VM is running, backup will contain its state from before its start!"
 			}
 			plan.rows = append(plan.rows, summaryRow{d.Name(), backupKind(app, d), size, note})

@@ -88,6 +88,7 @@ type restoreItem struct {
 	// dropNetvm: the netvm is missing and --ignore-missing resets it
 	dropNetvm bool
 	index     int // names staged files
+	seen      map[string]bool
 	// staged files: archive file name (private.img, firewall.xml) -> path
 	staged map[string]string
 }
@@ -104,6 +105,9 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 		return usagef("--paranoid-mode needs a DisposableVM and qrexec, which qvm does not have")
 	}
 	prog := env.progFor("qvm restore")
+	if location == "-" && o.passphraseFile == "-" {
+		return usagef("the backup and the passphrase can not both come from standard input")
+	}
 	pass, err := readPassphrase(env, passphraseSource{file: o.passphraseFile,
 		prompt: "Please enter the passphrase to verify and (if encrypted) decrypt the backup: "})
 	if err != nil {
@@ -195,7 +199,6 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 	}
 	bar := newProgress(env, mode, "Restoring...", total)
 	counted.progress = bar.Add
-	dataBytes := map[string]int64{}
 	open := func(name string, size int64) (io.WriteCloser, error) {
 		cut := strings.LastIndexByte(name, '/') + 1
 		dir, file := name[:cut], name[cut:]
@@ -204,13 +207,23 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 			return nil, nil
 		}
 		bar.Label(it.newName)
+		it.seen[file] = true
 		kind := restoreFileKind(it.src, file)
 		if kind == "" {
 			return nil, nil // no handler: ignored, as the stock restore does
 		}
-		dataBytes[it.dir] += size
-		if !o.ignoreSizeLimit && kind != "volume" && size > 16<<20 {
-			return nil, fmt.Errorf("%s is %d bytes; refusing it (--ignore-size-limit)", name, size)
+		// A crafted size must not make the restore write (or scan) without
+		// bound: a volume may be as large as its config in the backup says,
+		// other files 16 MiB.
+		limit := int64(16 << 20)
+		if kind == "volume" {
+			limit = 16 << 40
+			if v := it.src.Volume(strings.TrimSuffix(file, ".img")); v != nil && v.Size > 0 {
+				limit = v.Size
+			}
+		}
+		if !o.ignoreSizeLimit && size > limit {
+			return nil, fmt.Errorf("%s is %d bytes, more than the %d the backup's qubes.xml allows; if you believe this is ok, use --ignore-size-limit option", name, size, limit)
 		}
 		if o.verifyOnly {
 			return nopWriteCloser{io.Discard}, nil
@@ -227,6 +240,27 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 	bar.Done()
 	if err != nil {
 		return fmt.Errorf("unable to extract the qubes backup: %w", err)
+	}
+	// The format has no manifest: an archive cut between two files looks
+	// complete. Every saved volume of a restored qube must have arrived.
+	for _, it := range items {
+		if !it.good() {
+			continue
+		}
+		var need []string
+		for _, v := range it.src.Volumes {
+			if v.SaveOnStop {
+				need = append(need, v.Name+".img")
+			}
+		}
+		if len(it.src.Volumes) == 0 {
+			need = append(need, "private.img")
+		}
+		for _, f := range need {
+			if !it.seen[f] {
+				return fmt.Errorf("unable to extract the qubes backup: %s%s of %s is missing from the archive (truncated or incomplete backup); nothing was restored", it.dir, f, it.name)
+			}
+		}
 	}
 	if o.verifyOnly {
 		env.infof(prog, "-> Done. The backup verified correctly.")
@@ -282,6 +316,9 @@ func planRestore(ctx context.Context, env *Env, o restoreOptions, bapp *core.App
 	var items []*restoreItem
 	for _, d := range bapp.Domains() {
 		if d.Class == "AdminVM" {
+			if v, _ := d.Feature("backup-content"); v != "" && v != "0" && !strings.EqualFold(v, "false") && !o.skipDom0Home {
+				env.warnf(env.progFor("qvm restore"), "the backup holds dom0's home directory; qvm does not restore it (extract it with the emergency procedure)")
+			}
 			continue
 		}
 		if v, _ := d.Feature("backup-content"); v == "" || v == "0" || strings.EqualFold(v, "false") {
@@ -295,7 +332,7 @@ func planRestore(ctx context.Context, env *Env, o restoreOptions, bapp *core.App
 		if s, ok := d.Feature("backup-size"); ok {
 			fmt.Sscan(s, &size)
 		}
-		it := &restoreItem{src: d, name: d.Name(), newName: d.Name(), dir: path, size: size, staged: map[string]string{}, index: len(items)}
+		it := &restoreItem{src: d, name: d.Name(), newName: d.Name(), dir: path, size: size, staged: map[string]string{}, seen: map[string]bool{}, index: len(items)}
 		if d.HasTemplate() {
 			if t, ok := d.Explicit("template"); ok {
 				it.template = t.S
@@ -531,6 +568,9 @@ func handleBroken(env *Env, prog string, o restoreOptions, items []*restoreItem)
 		switch {
 		case o.skipBroken:
 			say(fmt.Sprintf("Skipping broken entries: VMs that depend on missing %s will NOT be restored.", k.what))
+		case o.ignoreMissing:
+			// Only where no default exists either: those qubes are left out.
+			say(fmt.Sprintf("Ignoring missing entries: VMs that depend on missing %s will have default value assigned.", k.what))
 		default:
 			return &ExitError{Code: 1, Msg: "Install them before proceeding with the restore.Or pass: --skip-broken or --ignore-missing."}
 		}

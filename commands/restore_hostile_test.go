@@ -228,6 +228,16 @@ func TestRestoreRefusesHostileArchives(t *testing.T) {
 			c[i].data = seal(t, id+"!"+strings.TrimSuffix(vm1Chunks[1], ".enc")+"!right", []byte("garbage that is not gzip"))
 			return c
 		}, want: "vm1/root.img: "},
+		{name: "a whole file missing", archive: func() []outerMember {
+			c := clone()
+			var out []outerMember
+			for _, m := range c {
+				if !strings.HasPrefix(m.name, "vm2/private.img.") {
+					out = append(out, m)
+				}
+			}
+			return out
+		}, want: "vm2/private.img of work is missing from the archive"},
 		{name: "truncated archive", raw: func() []byte {
 			b, _ := os.ReadFile(good)
 			return b[:len(b)*2/3]

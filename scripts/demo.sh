@@ -125,6 +125,7 @@ if [ "$(id -u)" = 0 ] && [ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-drive
 else
   echo "(qmemmand step skipped: it needs root and libvirt-daemon-driver-qemu)"
 fi
+test "$(QVM_STATE_DIR="$STATE/restored" "$QVM" firewall work --raw | head -1)" = "action=drop proto=icmp"
 # Verify: the state loads, and what was set is there.
 test "$("$QVM" prefs work memory)" = 800
 test "$("$QVM" service work cups)" = on

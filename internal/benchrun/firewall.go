@@ -133,47 +133,12 @@ func benchFirewall(r *runner) (string, error) {
 	fmt.Fprintf(&b, "State: %d qubes (internal/stategen), %d of them connected to sys-firewall with 10 rules each; qube-0000 has 1000 rules (IPv4, IPv6, host names from a --hosts file, ICMP, DNS). The ipv6 feature is on (sys-net), so every qube gets an IPv4 and an IPv6 chain.\n\n", 110, connected)
 	b.WriteString("| command | wall time (median) | peak RSS |\n|---|---|---|\n")
 	for _, row := range rows {
-		res, err := measureRSS(r, env, row.args)
+		res, err := r.measure(env, row.args)
 		if err != nil {
 			return "", err
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", row.name, ms(res.median), mib(res.maxRSS))
 	}
-	b.WriteString("\nPeak RSS is GNU time's %M for the command itself: Go starts children with vfork, so the rusage the runner reads otherwise never falls below the runner's own peak (about 22 MiB here).\n")
 	b.WriteString("\nReference: the stock `qvm-firewall` talks to qubesd over the Admin API and cannot run on this machine; there is no measured figure to compare with.\n")
 	return b.String(), nil
-}
-
-// measureRSS is runner.measure with the peak RSS taken by GNU time, which
-// forks for real: a vforked child's rusage keeps its parent's high-water
-// mark across exec, so the runner's own heap would hide the command's.
-func measureRSS(r *runner, env []string, argsFor func(int) []string) (result, error) {
-	gnuTime, err := exec.LookPath("time")
-	if err != nil {
-		gnuTime = "/usr/bin/time"
-		if _, err := os.Stat(gnuTime); err != nil {
-			return r.measure(env, argsFor) // RSS then reads high
-		}
-	}
-	rssFile := filepath.Join(r.tmp, "rss")
-	var rss int64
-	res, err := r.measure(env, func(i int) []string {
-		if data, err := os.ReadFile(rssFile); err == nil {
-			var k int64
-			fmt.Sscan(string(data), &k)
-			rss = max(rss, k)
-		}
-		return append([]string{gnuTime, "-f", "%M", "-o", rssFile}, argsFor(i)...)
-	})
-	if err != nil {
-		return res, err
-	}
-	if data, err := os.ReadFile(rssFile); err == nil {
-		var k int64
-		fmt.Sscan(string(data), &k)
-		rss = max(rss, k)
-	}
-	os.Remove(rssFile)
-	res.maxRSS = rss
-	return res, nil
 }

@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -68,28 +67,39 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-// measure runs the command reps times; argsFor gives the arguments of run i.
 type result struct {
 	median time.Duration
 	maxRSS int64 // KiB
 }
 
+// measure runs the command reps times; argsFor gives the arguments of run i.
+// Peak RSS comes from GNU time, which forks for real: Go starts children
+// with vfork, and such a child's rusage keeps the parent's high-water mark
+// across exec, so the runner's own heap would hide the command's.
 func (r *runner) measure(env []string, argsFor func(i int) []string) (result, error) {
+	gnuTime := "/usr/bin/time"
+	if _, err := os.Stat(gnuTime); err != nil {
+		return result{}, fmt.Errorf("GNU time (%s) is missing: install the Debian package time", gnuTime)
+	}
+	rssFile := filepath.Join(r.tmp, "rss")
+	defer os.Remove(rssFile)
 	var times []time.Duration
 	var rss int64
 	for i := 0; i < r.reps; i++ {
-		args := argsFor(i)
+		args := append([]string{gnuTime, "-q", "-f", "%M", "-o", rssFile}, argsFor(i)...)
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env = append(os.Environ(), env...)
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
 		el := time.Since(start)
 		if err != nil {
-			return result{}, fmt.Errorf("%v: %v\n%s", args, err, out)
+			return result{}, fmt.Errorf("%v: %v\n%s", args[6:], err, out)
 		}
 		times = append(times, el)
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss > rss {
-			rss = ru.Maxrss
+		if data, err := os.ReadFile(rssFile); err == nil {
+			var k int64
+			fmt.Sscan(string(data), &k)
+			rss = max(rss, k)
 		}
 	}
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
