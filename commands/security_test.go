@@ -259,6 +259,7 @@ func lastLine(b []byte) string {
 func TestRestoreDecompressionLimit(t *testing.T) {
 	root := t.TempDir()
 	dir, pw := secState(t, root, []byte("x"))
+	runQvm(t, dir, "volume", "resize", "work:private", "96MiB")
 	// Written zeros, not holes: the backup carries them as data.
 	f, err := os.OpenFile(filepath.Join(dir, "appvms/work/private.img"), os.O_WRONLY, 0)
 	hMust(t, err)
