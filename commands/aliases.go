@@ -27,6 +27,10 @@ var aliases = map[string][]string{
 	"qvm-kill":           {"kill"},
 	"qvm-pause":          {"pause"},
 	"qvm-unpause":        {"unpause"},
+	"qvm-device":         {"device"},
+	"qvm-pci":            {"device", "pci"},
+	"qvm-block":          {"device", "block"},
+	"qvm-usb":            {"device", "usb"},
 }
 
 func aliasVerb(base string) ([]string, bool) {

@@ -251,6 +251,9 @@ func (h *hv) start(ctx context.Context, d *core.Domain, chain []string) error {
 	}
 	// (B) steps: stop the storage again on failure.
 	domXML, err := h.domainXML(d)
+	if err == nil {
+		domXML, err = h.withRequiredDevices(d, domXML)
+	}
 	if err != nil {
 		h.stopStorage(ctx, d)
 		return err
@@ -269,6 +272,7 @@ func (h *hv) start(ctx context.Context, d *core.Domain, chain []string) error {
 		return h.libvirtError(d, err)
 	}
 	h.setState(d, virt.Running)
+	h.autoAttachDevices(ctx, d)
 	return nil
 }
 

@@ -112,12 +112,23 @@ func (env *Env) report(cmd interface {
 	return 1
 }
 
-// usageLine shows the usage with the name the user typed.
+// usageLine shows the usage with the name the user typed. Nested
+// commands (qvm device pci assign) keep their sub-verbs after an alias
+// that stands for only part of the path (qvm-pci assign).
 func usageLine(use, prog string) string {
 	parts := strings.Fields(use)
 	skip := 1
 	if len(parts) > 1 && parts[0] == "qvm" {
 		skip = 2
+		if verb, ok := aliasVerb(prog); ok {
+			words := 0
+			for _, w := range verb {
+				if !strings.HasPrefix(w, "-") {
+					words++
+				}
+			}
+			skip = 1 + words
+		}
 	}
 	if len(parts) < skip {
 		return prog

@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -35,9 +36,16 @@ func TestScript(t *testing.T) {
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("QVM_STATE_DIR", e.WorkDir+"/state")
 			e.Setenv("QVM_CONFIG", e.WorkDir+"/qvm.yaml")
-			return nil
+			return deviceScriptSetup(e)
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "root" {
+				return os.Geteuid() == 0, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"mkloop": cmdMkloop,
 			// exitcode N prog args...: run prog and require exit code N
 			// (stdout and stderr are kept for the next checks).
 			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {

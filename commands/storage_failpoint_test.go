@@ -118,13 +118,6 @@ func TestStorageFailpoints(t *testing.T) {
 	}
 }
 
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 func mustMiss(t *testing.T, paths ...string) {
 	t.Helper()
 	for _, p := range paths {

@@ -64,6 +64,15 @@ run env QVM_STATE_DIR="$STATE/restored" "$QVM" restore -p "$STATE/pw" "$BACKUP"
 run env QVM_STATE_DIR="$STATE/restored" "$QVM" ls
 cmp "$STATE/appvms/work/private.img" "$STATE/restored/appvms/work/private.img"
 test "$(QVM_STATE_DIR="$STATE/restored" "$QVM" prefs work memory)" = 800
+# --- devices ---
+# PCI devices of the reference's sysfs fixture; an assignment stored in qubes.xml.
+export QVM_SYSFS_ROOT="$(pwd)/core/devices/testdata/sysfs/sys"
+run "$QVM" device pci list --with-sbdf
+run "$QVM" device pci assign --required -o no-strict-reset=True sys-net dom0:00_08.1-00_00.2
+run "$QVM" device pci list -s sys-net
+test "$("$QVM" prefs sys-net virt_mode)" = hvm
+grep -q 'id="00_08.1-00_00.2" mode="required"' "$STATE/qubes.xml"
+unset QVM_SYSFS_ROOT
 # --- start ---
 # A real qube: the test guest (Debian cloud kernel + busybox initramfs) on
 # libvirt's embedded QEMU driver (no daemon), in a state of its own with a

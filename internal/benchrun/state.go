@@ -17,6 +17,7 @@ var sections = []section{
 	{"Backup and restore: qvm vs the reference-style pipeline", benchBackup},
 	{"Running qubes: qvm start and qvm shutdown --wait on the embedded QEMU driver", benchStart},
 	{"qmemmand: idle memory, balancing pass, socket latency", benchMemd},
+	{"Devices: qvm device list, assign and unassign", benchDevices},
 }
 
 func benchState(r *runner) (string, error) {
