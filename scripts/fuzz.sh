@@ -21,6 +21,8 @@ TARGETS="
 ./backup FuzzOuterTar outer tar reader
 ./backup FuzzInnerTar inner tar and PAX sparse reader
 ./memd FuzzRequest qmemman socket request parser
+./memd FuzzDomRequest qmemman per-domain request parser and balloon sizes
+./memd FuzzAlgoInput qmemmand algo --input JSON
 "
 mkdir -p "$(dirname "$OUT")"
 cache=$($GO env GOCACHE)/fuzz/$($GO list -m)
