@@ -14,8 +14,8 @@ import (
 // besides Orphans' findings: staging directories of a restore that never
 // finished, temp files of interrupted firewall.xml writes inside qube
 // directories, and lock files other than qubes.xml's that no process
-// holds (a lock file is only stale when nobody has it locked; qubes.xml's
-// own lock file is meant to stay).
+// holds (a lock file is only stale when nobody has it locked; the ones
+// qvm keeps by design, keptLocks, are never reported).
 func (s *Store) Leftovers(app *core.App) []core.Finding {
 	var out []core.Finding
 	add := func(path, msg string) {
@@ -27,7 +27,7 @@ func (s *Store) Leftovers(app *core.App) []core.Finding {
 		switch {
 		case e.IsDir() && strings.HasPrefix(e.Name(), ".qvm-restore-"):
 			add(p, "staging directory of an interrupted restore")
-		case !e.IsDir() && strings.HasSuffix(e.Name(), ".lock") && p != s.lockPath():
+		case !e.IsDir() && strings.HasSuffix(e.Name(), ".lock") && !keptLocks[e.Name()]:
 			if fl := flock.New(p); func() bool { ok, err := fl.TryLock(); return err == nil && ok }() {
 				fl.Unlock()
 				add(p, "stale lock file (no process holds it)")
@@ -45,6 +45,11 @@ func (s *Store) Leftovers(app *core.App) []core.Finding {
 	}
 	return out
 }
+
+// keptLocks are the lock files that stay in the state directory between
+// commands: qubes.xml's and the embedded libvirt root's (core/virt locks
+// <state>/libvirt.lock).
+var keptLocks = map[string]bool{"qubes.xml.lock": true, "libvirt.lock": true}
 
 // RemoveOrphans deletes what findings name as orphan files (temp files,
 // staging directories, stale locks, directories of no qube) and returns
