@@ -181,3 +181,33 @@ func TestTruncatedAnywhere(t *testing.T) {
 		}
 	}
 }
+
+type cancelAfter struct {
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Write(p []byte) (int, error) {
+	c.n -= len(p)
+	if c.n < 0 {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+// A cancelled backup fails; it never ends the stream as if complete.
+func TestWriteCancelled(t *testing.T) {
+	dir := t.TempDir()
+	vol := filepath.Join(dir, "private.img")
+	makeVolume(t, vol, 8<<20, map[int64]int{0: 6 << 20})
+	for _, after := range []int{0, 2000, 100 << 10, 1 << 20} {
+		ctx, cancel := context.WithCancel(context.Background())
+		w := &cancelAfter{n: after, cancel: cancel}
+		err := Write(ctx, w, []byte("<qubes/>"), []Qube{{Name: "q", Files: []File{{Name: "vm1/private.img", Path: vol}}}},
+			Options{Passphrase: "p", Params: testParams, ChunkSize: 64 << 10, BackupID: "1-1"})
+		cancel()
+		if err == nil {
+			t.Errorf("cancel after %d bytes: Write succeeded", after)
+		}
+	}
+}

@@ -136,6 +136,9 @@ func Write(ctx context.Context, w io.Writer, qubesXML []byte, qubes []Qube, o Op
 	}()
 	defer wg.Wait()
 	for c := range chunks {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if c.err != nil {
 			cancel()
 			return c.err
@@ -157,6 +160,11 @@ func Write(ctx context.Context, w io.Writer, qubesXML []byte, qubes []Qube, o Op
 			return fmt.Errorf("write backup: %w", err)
 		}
 		free <- c.buf[:0]
+	}
+	// A cancelled producer closes the channel without a word: never end
+	// such a stream as if it were complete.
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if err := writeEnd(out, out.n, true); err != nil {
 		return fmt.Errorf("write backup: %w", err)
@@ -424,4 +432,46 @@ func (k *kdfPool) get(pass string) *future {
 		f.key, f.err = NewKey([]byte(pass), k.params)
 	}()
 	return f
+}
+
+// TransferBound is an upper bound of the archive bytes a volume image
+// becomes (data runs, the sparse map, tar headers, worst-case gzip
+// expansion, one scrypt container per chunk): the qubes.xml copy's
+// backup-size must not be below what is transferred, since a restore from
+// a qube refuses more than that.
+func TransferBound(f *os.File, chunkSize int64) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := st.Size()
+	if !st.Mode().IsRegular() {
+		if size, err = f.Seek(0, io.SeekEnd); err != nil {
+			return 0, err
+		}
+	}
+	var ext []extent
+	if st.Mode().IsRegular() {
+		if ext, err = dataExtents(f, size); err != nil {
+			return 0, err
+		}
+	} else {
+		ext = []extent{{0, size}}
+	}
+	var data int64
+	for _, e := range ext {
+		data += e.len
+	}
+	return FileBound(data, int64(len(ext)+1)*42, chunkSize), nil
+}
+
+// FileBound bounds the archive bytes of a file with data bytes and a
+// sparse map of mapLen bytes.
+func FileBound(data, mapLen, chunkSize int64) int64 {
+	if chunkSize <= 0 {
+		chunkSize = DefaultChunkSize
+	}
+	inner := data + mapLen + 8*block // headers, map padding, end blocks
+	z := inner + inner/1000 + 1024   // deflate/bzip2/xz stored-block overhead
+	return z + (z/chunkSize+2)*(ScryptOverhead+3*block)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
@@ -92,6 +93,10 @@ func (env *Env) backupProfileDir() string {
 }
 
 func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOptions, args []string) error {
+	// Ctrl-C or a TERM cancels the run; the partial file or the staged
+	// data is removed on the way out.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if o.destVM != "" {
 		return usagef("--dest-vm needs the qrexec qubes.Backup service, which qvm does not have; write to a file in dom0 and copy it")
 	}
@@ -163,7 +168,7 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 		chunk = n
 	}
 
-	plan, err := planBackup(ctx, env, prof)
+	plan, err := planBackup(ctx, env, prof, chunk)
 	if err != nil {
 		plan.close()
 		return err
@@ -234,6 +239,9 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 		abort()
 	}
 	if werr != nil {
+		if errors.Is(werr, context.Canceled) {
+			return fmt.Errorf("Backup error: interrupted; the partial file was removed")
+		}
 		return fmt.Errorf("Backup error: %w", werr)
 	}
 	now := env.Now().Unix()
@@ -265,7 +273,7 @@ func (p *backupPlan) close() {
 	}
 }
 
-func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan, error) {
+func planBackup(ctx context.Context, env *Env, prof *backupProfile, chunk int64) (*backupPlan, error) {
 	plan := &backupPlan{}
 	err := env.view(ctx, func(app *core.App) error {
 		st := storage.Open(app, env.storageOptions())
@@ -283,7 +291,7 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan
 			}
 			dir := fmt.Sprintf("vm%d/", d.QID())
 			q := backup.Qube{Name: d.Name()}
-			var size int64
+			var size, bound int64
 			running, noSnap := app.IsRunning != nil && app.IsRunning(d), false
 			for _, v := range d.Volumes {
 				if !v.SaveOnStop {
@@ -314,6 +322,11 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan
 				} else {
 					size += exp.Size
 				}
+				b, err := backup.TransferBound(f, chunk)
+				if err != nil {
+					return fmt.Errorf("%s: volume %s: %w", d.Name(), v.Name, err)
+				}
+				bound += b
 				q.Files = append(q.Files, backup.File{Name: dir + v.Name + ".img", Path: exp.Path, Src: f})
 			}
 			for _, extra := range []string{"firewall.xml", "notes.txt"} {
@@ -325,10 +338,12 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan
 					return fmt.Errorf("%s: %w", d.Name(), err)
 				}
 				size += int64(len(data))
+				bound += backup.FileBound(int64(len(data)), 0, chunk)
 				q.Files = append(q.Files, backup.File{Name: dir + extra, Data: data})
 			}
 			if len(q.Files) == 0 {
 				q.Files = append(q.Files, backup.File{Name: dir + "empty", Data: []byte{}})
+				bound += backup.FileBound(0, 0, chunk)
 			}
 			note := ""
 			if running && noSnap {
@@ -341,7 +356,9 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile) (*backupPlan
 			plan.rows = append(plan.rows, summaryRow{d.Name(), backupKind(app, d), size, note})
 			plan.qubes = append(plan.qubes, q)
 			plan.names = append(plan.names, d.Name())
-			paths[d.Name()], sizes[d.Name()] = dir, size
+			// backup-size: an upper bound of the bytes sent, which a
+			// restore from a qube enforces; the summary shows the usage.
+			paths[d.Name()], sizes[d.Name()] = dir, bound
 			plan.total += size
 		}
 		if plan.dom0Skipped {

@@ -2,14 +2,17 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -96,6 +99,10 @@ type restoreItem struct {
 func (it *restoreItem) good() bool { return it.problem == "" && !it.excluded }
 
 func runRestore(ctx context.Context, env *Env, o restoreOptions, location string, names []string) error {
+	// Ctrl-C or a TERM cancels the run; the partial file or the staged
+	// data is removed on the way out.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	switch {
 	case o.destVM != "":
 		return usagef("--dest-vm needs the qrexec qubes.Restore service, which qvm does not have; copy the backup file to dom0 first")
@@ -238,6 +245,9 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 	}
 	err = arch.Extract(ctx, func(dir string) bool { return byDir[dir] != nil }, open)
 	bar.Done()
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("restore interrupted; nothing was restored")
+	}
 	if err != nil {
 		return fmt.Errorf("unable to extract the qubes backup: %w", err)
 	}

@@ -17,9 +17,13 @@ TARGETS="
 ./core/firewall FuzzParseAPIString firewall rule string (qubesd API form)
 ./core/firewall FuzzParseArgs CLI rule parser (qvm firewall add)
 ./backup FuzzParseHeader backup header parser
-./backup FuzzScryptOpen scrypt container reader
+./backup FuzzHeaderRoundTrip backup header round trip and filter whitelist
+./backup FuzzScryptContainer scrypt container reader
+./backup FuzzScryptOpen scrypt container sizes
 ./backup FuzzOuterTar outer tar reader
+./backup FuzzOuterTarRegular outer tar: regular members only
 ./backup FuzzInnerTar inner tar and PAX sparse reader
+./backup FuzzOpenArchive whole archive (open and extract)
 ./memd FuzzRequest qmemman socket request parser
 ./memd FuzzDomRequest qmemman per-domain request parser and balloon sizes
 ./memd FuzzAlgoInput qmemmand algo --input JSON
