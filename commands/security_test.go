@@ -3,6 +3,7 @@ package commands
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/qvm-dev/qvm/backup"
 )
 
 // secState makes a state dir with a template, an AppVM "work" whose
@@ -290,4 +293,38 @@ func TestRestoreDecompressionLimit(t *testing.T) {
 	t.Logf("%d-byte archive of 80 MiB: %s", fi.Size(), lastLine(out))
 	runQvm(t, dir, "restore", "-p", pw, arch)
 	checkClean(t, dir)
+}
+
+// Only whitelisted compression filters run: qvm backup refuses any other
+// -Z (paths, arguments, shell syntax) before writing anything, and a
+// backup header naming one is refused by the reader, so no archive can
+// make a restore run a program of its choosing.
+func TestCompressionFilterWhitelist(t *testing.T) {
+	root := t.TempDir()
+	dir, pw := secState(t, root, []byte("x"))
+	dest := filepath.Join(root, "bk")
+	hMust(t, os.Mkdir(dest, 0o755))
+	hostile := []string{"/bin/sh", "sh", "gzip -c", "../gzip", "xz;id", "$(id)", "/usr/bin/xz"}
+	for _, z := range hostile {
+		out, err := qvmProc(dir, "backup", "-y", "-q", "-Z", z, "-p", pw, dest, "work").CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "is not one the Qubes restore accepts") {
+			t.Errorf("qvm backup -Z %q: %v\n%s", z, err, out)
+		}
+	}
+	if ents, _ := os.ReadDir(dest); len(ents) != 0 {
+		t.Errorf("a refused backup wrote %s", ents[0].Name())
+	}
+	for _, z := range append(hostile, "rot13", "cat") {
+		h := "version=4\nencrypted=True\ncompressed=True\ncompression-filter=" + z + "\nhmac-algorithm=scrypt\nbackup-id=20260101T000000-1\n"
+		if _, err := backup.ParseHeader([]byte(h), ""); err == nil {
+			t.Errorf("a backup header with compression-filter=%q accepted", z)
+		}
+	}
+	for _, z := range []string{"gzip", "bzip2", "xz"} {
+		h := "version=4\nencrypted=True\ncompressed=True\ncompression-filter=" + z + "\nhmac-algorithm=scrypt\nbackup-id=20260101T000000-1\n"
+		if _, err := backup.ParseHeader([]byte(h), ""); err != nil {
+			t.Errorf("stock filter %s refused: %v", z, err)
+		}
+	}
 }
