@@ -243,12 +243,17 @@ func (env *Env) deviceEnv(ctx context.Context, _ string) (*deviceEnv, error) {
 // discoverer reads dom0's devices under --sysfs-root (the ids files are
 // read only when a name is looked up).
 func (env *Env) discoverer() *devices.Discoverer {
+	return &devices.Discoverer{Sys: env.sysfs(),
+		PCIIDs: devices.LoadIDs(devices.PCIIDsPaths), USBIDs: devices.LoadIDs(devices.USBIDsPaths)}
+}
+
+// sysfs is dom0's /sys, or --sysfs-root.
+func (env *Env) sysfs() devices.SysFS {
 	root := env.cfg.GetString("sysfs-root")
 	if root == "" {
 		root = "/sys"
 	}
-	return &devices.Discoverer{Sys: devices.SysFS{Root: root},
-		PCIIDs: devices.LoadIDs(devices.PCIIDsPaths), USBIDs: devices.LoadIDs(devices.USBIDsPaths)}
+	return devices.SysFS{Root: root}
 }
 
 func (de *deviceEnv) manager(app *core.App) *devices.Manager {

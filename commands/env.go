@@ -35,6 +35,9 @@ type Env struct {
 	// needVirt: the command talks to the hypervisor in any case.
 	vconn    *virt.Conn
 	needVirt bool
+	// afterCommit: work that must wait until qubes.xml is saved (deleting
+	// an auto_cleanup disposable's data), run by update.
+	afterCommit []func()
 }
 
 func newEnv(io IO, now func() time.Time) *Env {
@@ -109,7 +112,7 @@ func (env *Env) update(ctx context.Context, fn func(*core.App) error) error {
 	if err != nil {
 		return err
 	}
-	return st.Update(ctx, env.withPowerStates(ctx, fn))
+	return env.committed(st.Update(ctx, env.withPowerStates(ctx, fn)))
 }
 
 // hostInfo reads the facts property defaults depend on.

@@ -363,6 +363,28 @@ func TestIntegrationRealQubes(t *testing.T) {
 	r.noneRunning()
 	r.ok("kill", "work")
 
+	// --cdrom with a dom0 file: a read-only loop device as a SATA CD-ROM.
+	iso := filepath.Join(t.TempDir(), "tools.iso")
+	if err := os.WriteFile(iso, bytes.Repeat([]byte("ISO"), 100000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.ok("start", "--cdrom", "dom0:"+iso, "work")
+	loops, _ := exec.Command("losetup", "-j", iso).Output()
+	loop, _, _ := strings.Cut(string(loops), ":")
+	if !strings.HasPrefix(loop, "/dev/loop") {
+		t.Fatalf("no loop device for %s: %q", iso, loops)
+	}
+	t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+	x, err := exec.Command("virsh", "-c", "qemu:///embed?root="+filepath.Join(r.state, "libvirt"), "dumpxml", "work").CombinedOutput()
+	if err != nil || !strings.Contains(string(x), `device="cdrom"`) && !strings.Contains(string(x), `device='cdrom'`) || !strings.Contains(string(x), loop) {
+		t.Errorf("live XML lacks the CD-ROM %s: %v\n%s", loop, err, x)
+	}
+	r.ok("kill", "work")
+	r.noneRunning()
+	if out, _ := exec.Command("losetup", "-j", iso).Output(); len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("loop device of the CD-ROM not freed at the stop: %s", out)
+	}
+
 	// Disposable: created, started, printed; removed after it halts.
 	r.create("-C", "TemplateVM", "-l", "black", "--prop", "kernel="+r.kernel, "--prop", "memory=192", "--prop", "netvm=", "tpl")
 	r.create("-l", "red", "-t", "tpl", "--prop", "template_for_dispvms=True", "dvm")

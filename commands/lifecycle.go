@@ -25,6 +25,8 @@ type hv struct {
 	st     *storage.Storage
 	conn   *virt.Conn
 	states map[string]virt.State
+	// assigned: block devices attached at this start (qvm start --drive).
+	assigned map[string][]virt.Disk
 }
 
 func (env *Env) openHV(ctx context.Context, app *core.App) (*hv, error) {
@@ -112,6 +114,7 @@ func (h *hv) afterStop(ctx context.Context, d *core.Domain) {
 		h.env.warnf(d.Name(), "storage stop failed: %v", err)
 	}
 	_ = h.conn.Undefine(d.Name())
+	h.env.freeLoops(d.Name())
 	if d.Class == "DispVM" {
 		if v, _ := h.app.Get(d, "auto_cleanup"); v.Bool() {
 			h.removeDisposable(ctx, d)
@@ -119,14 +122,34 @@ func (h *hv) afterStop(ctx context.Context, d *core.Domain) {
 	}
 }
 
+// removeDisposable drops an auto_cleanup disposable from the state; its
+// data goes once the state without it is saved (as qvm remove does), so a
+// crash in between leaves at worst an orphan directory, never a qube
+// without volumes.
 func (h *hv) removeDisposable(ctx context.Context, d *core.Domain) {
 	if err := h.app.Remove(d); err != nil {
 		h.env.warnf(d.Name(), "auto-cleanup failed: %v", err)
 		return
 	}
-	if err := h.st.Remove(ctx, d); err != nil {
-		h.env.warnf(d.Name(), "auto-cleanup of volumes: %v", err)
+	st, env := h.st, h.env
+	env.afterCommit = append(env.afterCommit, func() {
+		if err := st.Remove(ctx, d); err != nil {
+			env.warnf(d.Name(), "auto-cleanup of volumes: %v", err)
+		}
+	})
+}
+
+// committed runs what waits for the state to be saved; after a failed
+// save it is dropped.
+func (env *Env) committed(err error) error {
+	acts := env.afterCommit
+	env.afterCommit = nil
+	if err == nil {
+		for _, a := range acts {
+			a()
+		}
 	}
+	return err
 }
 
 // runMarkers reports whether any volume-running marker exists: the cheap
@@ -163,7 +186,7 @@ func (env *Env) reconcileNow(ctx context.Context) error {
 		h.reconcile(ctx)
 		return nil
 	})
-	return err
+	return env.committed(err)
 }
 
 // logHint is where the hypervisor's log of a failed start is.
@@ -350,6 +373,11 @@ func (h *hv) domainXML(d *core.Domain) (string, error) {
 			return err == nil && h.state(o).Active()
 		},
 		ConsoleLog: filepath.Join(h.app.VMDir(d), "console.log"),
+		Assigned:   h.assigned[d.Name()],
+		ResolvePCI: func(port string) (string, bool) {
+			addr, ok := h.env.sysfs().PathToSBDF(port)
+			return addr.String(), ok
+		},
 	}
 	in.CPUFamily, in.CPUModel = hostCPU()
 	s, err := virt.NewSpec(h.app, d, in)

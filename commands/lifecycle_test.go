@@ -204,3 +204,35 @@ func TestLifecycleUndoOnDefineFailure(t *testing.T) {
 	}
 	p.hold.Undefine("squatter")
 }
+
+// --all implies --force unless --exclude is given (cli.md §4); an
+// excluded client keeps its netvm in use.
+func TestShutdownAllForce(t *testing.T) {
+	p := newInProc(t)
+	p.create("--standalone", "-l", "red", "--prop", "kernel=k1", "--prop", "netvm=", "--prop", "provides_network=True", "net")
+	p.create("--standalone", "-l", "red", "--prop", "kernel=k1", "--prop", "netvm=net", "work")
+	p.create("--standalone", "-l", "red", "--prop", "kernel=k1", "--prop", "netvm=", "other")
+	p.ok("start", "work", "other")
+
+	_, errs, code := p.qvm("shutdown", "--all", "--exclude", "work")
+	if code != 1 || !strings.Contains(errs, "Error: Failed to shut down: net: There are other VMs connected to this VM: work") {
+		t.Errorf("--all --exclude work: exit %d, %q (want net refused)", code, errs)
+	}
+	if p.state_("other") != virt.Halted || p.state_("net") != virt.Running {
+		t.Errorf("other %s, net %s", p.state_("other"), p.state_("net"))
+	}
+	p.ok("shutdown", "--all", "--exclude", "work", "--force")
+	if p.state_("net") != virt.Halted || p.state_("work") != virt.Running {
+		t.Errorf("--force: net %s, work %s", p.state_("net"), p.state_("work"))
+	}
+	p.ok("start", "net")
+	p.ok("shutdown", "--all", "--wait")
+	for _, n := range []string{"net", "work", "other"} {
+		if p.state_(n) != virt.Halted {
+			t.Errorf("--all: %s is %s", n, p.state_(n))
+		}
+	}
+	if m := p.markers(); len(m) != 0 {
+		t.Errorf("markers after shutdown --all --wait: %v", m)
+	}
+}

@@ -2,9 +2,15 @@ package commands
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/core/virt"
 )
+
+// qrexecDir holds the qrexec daemons' sockets on a Qubes host.
+const qrexecDir = "/var/run/qubes"
 
 // powerState is the power state column of qvm ls and the --running
 // filters: the hypervisor's answer when the command asked for it (see
@@ -38,11 +44,21 @@ func (env *Env) attachPowerStates(ctx context.Context, app *core.App, prog strin
 		env.warnf(prog, "power states unknown: %v", err)
 		return
 	}
+	xen := conn.Driver() == "xen"
 	app.PowerState = func(d *core.Domain) string {
-		if s, ok := states[d.Name()]; ok {
-			return string(s)
+		s, ok := states[d.Name()]
+		if !ok {
+			return "Halted"
 		}
-		return "Halted"
+		// On Xen a running qube is "fully usable" (Running) only once its
+		// qrexec daemon is up, as the reference shows it; QEMU/KVM qubes
+		// have no qrexec, so running is all there is.
+		if xen && s == virt.Running {
+			if _, err := os.Stat(filepath.Join(qrexecDir, "qrexec."+d.Name())); err != nil {
+				return string(virt.Transient)
+			}
+		}
+		return string(s)
 	}
 	app.IsRunning = func(d *core.Domain) bool {
 		_, ok := states[d.Name()]

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/core/virt"
 	"github.com/qvm-dev/qvm/storage"
 )
 
@@ -15,6 +17,25 @@ type startOptions struct {
 	sel           vmSelection
 	skipIfRunning bool
 	dispvm        bool
+	drive         string
+	hddisk        string
+	cdrom         string
+	windowsTools  bool
+}
+
+// driveSpec is the one drive of --drive/--hddisk/--cdrom, "" for none.
+func (o startOptions) driveSpec() string {
+	switch {
+	case o.drive != "":
+		return o.drive
+	case o.hddisk != "":
+		return "hd:" + o.hddisk
+	case o.cdrom != "":
+		return "cdrom:" + o.cdrom
+	case o.windowsTools:
+		return "cdrom:dom0:/usr/lib/qubes/qubes-windows-tools.iso"
+	}
+	return ""
 }
 
 func newStartCmd(env *Env) *cobra.Command {
@@ -33,6 +54,12 @@ when it halts.`,
 	o.sel.addFlags(env, cmd)
 	cmd.Flags().BoolVar(&o.skipIfRunning, "skip-if-running", false, "do not fail if the qube is already running")
 	cmd.Flags().BoolVar(&o.dispvm, "dispvm", false, "start a new disposable from TEMPLATE (or default_dispvm) and print its name")
+	f := cmd.Flags()
+	f.StringVar(&o.drive, "drive", "", "attach a block device for this start: [hd:|cdrom:]BACKEND:DEVICE or dom0:/PATH (default cdrom)")
+	f.StringVar(&o.hddisk, "hddisk", "", "same as --drive hd:BACKEND:DEVICE")
+	f.StringVar(&o.cdrom, "cdrom", "", "same as --drive cdrom:BACKEND:DEVICE")
+	f.BoolVar(&o.windowsTools, "install-windows-tools", false, "attach the Windows tools ISO (dom0:/usr/lib/qubes/qubes-windows-tools.iso) as a CD-ROM")
+	cmd.MarkFlagsMutuallyExclusive("drive", "hddisk", "cdrom", "install-windows-tools")
 	cmd.Flags().String("qemu-domain-type", "", "QEMU/KVM only: kvm or qemu (TCG); default kvm where /dev/kvm works and the CPU has vmx/svm (env QVM_QEMU_DOMAIN_TYPE)")
 	_ = env.cfg.BindPFlag("qemu-domain-type", cmd.Flags().Lookup("qemu-domain-type"))
 	return cmd
@@ -57,11 +84,37 @@ func runStart(ctx context.Context, env *Env, o startOptions, args []string) erro
 		if err != nil {
 			return err
 		}
+		var drive *startDrive
+		if spec := o.driveSpec(); spec != "" {
+			if len(doms) != 1 {
+				return usagef("--drive can be used only with one domain")
+			}
+			if drive, err = parseDrive(app, spec); err != nil {
+				return err
+			}
+		}
 		h, err := env.openHV(ctx, app)
 		if err != nil {
 			return err
 		}
 		defer h.close()
+		if drive != nil && !h.state(doms[0]).Active() {
+			disk, detach, err := drive.attach(ctx, h)
+			if err != nil {
+				env.printErr("Starting qube failed: %s: %s", doms[0].Name(), oneLine(err.Error()))
+				return &ExitError{Code: 1}
+			}
+			h.assigned = map[string][]virt.Disk{doms[0].Name(): {disk}}
+			if err := h.start(ctx, doms[0], nil); err != nil {
+				detach()
+				env.printErr("Starting qube failed: %s: %s", doms[0].Name(), oneLine(err.Error()))
+				return &ExitError{Code: 1}
+			}
+			if strings.HasPrefix(disk.Path, "/dev/loop") && drive.backend == "dom0" && strings.HasPrefix(drive.dev, "/") {
+				env.noteLoop(doms[0].Name(), disk.Path) // freed when it stops
+			}
+			return nil
+		}
 		for _, d := range doms {
 			if h.state(d).Active() {
 				if o.skipIfRunning {
@@ -121,10 +174,17 @@ func runStartDispVM(ctx context.Context, env *Env, args []string) error {
 			_ = app.Remove(d)
 			return &ExitError{Code: 1, Msg: fmt.Sprintf("Error: Starting qube failed: %s: %s", d.Name(), oneLine(err.Error())), Raw: true}
 		}
+		// On failure nothing is saved: the disposable never existed for
+		// others, and its data goes at once.
+		discard := func() {
+			_ = app.Remove(d)
+			if err := st.Remove(ctx, d); err != nil {
+				env.warnf(d.Name(), "removing the failed disposable: %v", err)
+			}
+		}
 		h, err := env.openHV(ctx, app)
 		if err != nil {
-			h2 := &hv{env: env, app: app, st: st}
-			h2.removeDisposable(ctx, d)
+			discard()
 			return err
 		}
 		defer h.close()
@@ -136,12 +196,11 @@ func runStartDispVM(ctx context.Context, env *Env, args []string) error {
 			if h.storageStarted(d) {
 				_ = h.st.Stop(ctx, d)
 			}
-			h.removeDisposable(ctx, d)
+			discard()
 			var ue *UsageError
 			if errors.As(err, &ue) {
 				return err
 			}
-			// Nothing is saved: the disposable never existed for others.
 			return &ExitError{Code: 1, Msg: fmt.Sprintf("Error: Starting qube failed: %s: %s", d.Name(), oneLine(err.Error())), Raw: true}
 		}
 		fmt.Fprintln(env.IO.Out, d.Name())

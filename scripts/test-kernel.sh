@@ -8,7 +8,9 @@
 # writes its boot-time marker to the start of its private disk (vdb on
 # QEMU, xvdb on Xen) and prints "qvm-test-guest: up" on its console. With
 # qvmtest.ignore-acpi in its kernel options it ignores the power button.
-# A second run with the same script and kernel is a no-op (DIR/.stamp).
+# A second run with the same script and kernel is a no-op (the stamp
+# DIR/VERSION/.qvm-test-kernel; DIR itself gets nothing else, so it may be
+# the linux-kernel pool's directory).
 set -eu
 DIR=${1:?usage: test-kernel.sh DIR}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,7 +28,7 @@ pkg=$(apt-cache depends "$meta" 2>/dev/null | sed -n 's/^ *Depends: \(linux-imag
 [ -n "$pkg" ] || { echo "test-kernel: apt-cache knows no $meta (run apt-get update)" >&2; exit 1; }
 VERSION=${pkg#linux-image-}
 stamp="$(sha256sum "$0" | cut -d' ' -f1) $pkg $(sha256sum "$busybox" | cut -d' ' -f1)"
-if [ -f "$DIR/.stamp" ] && [ "$(cat "$DIR/.stamp")" = "$stamp" ] && [ -f "$DIR/$VERSION/initramfs" ]; then
+if [ -f "$DIR/$VERSION/.qvm-test-kernel" ] && [ "$(cat "$DIR/$VERSION/.qvm-test-kernel")" = "$stamp" ] && [ -f "$DIR/$VERSION/initramfs" ]; then
   echo "$VERSION"
   exit 0
 fi
@@ -89,7 +91,14 @@ fi
 # the power button (to test shutdown timeouts).
 case " $(cat /proc/cmdline) " in
   *" qvmtest.ignore-acpi "*) echo "qvm-test-guest: ignoring the power button" ;;
-  *) acpid -c /etc/acpi -a /etc/acpid.conf -l /var/log/acpid.log ;;
+  *)
+    # Say "up" only once acpid listens on the power button's event device:
+    # a press before that is lost.
+    acpid -f -c /etc/acpi -a /etc/acpid.conf -l /var/log/acpid.log &
+    apid=$!
+    i=0
+    while [ $i -lt 100 ] && ! ls -l /proc/$apid/fd 2>/dev/null | grep -q /dev/input/event; do sleep 0.05; i=$((i+1)); done
+    ;;
 esac
 echo "qvm-test-guest: up ($marker disk=${disk:-none})"
 while :; do sleep 3600; done
@@ -104,7 +113,7 @@ cp "$work/pkg/boot/vmlinuz-$VERSION" "$out.new/vmlinuz"
 # Kernel options: the console is hvc0 on Xen (qvm maps it to ttyS0 on QEMU).
 printf 'console=hvc0 quiet panic=-1 ' > "$out.new/default-kernelopts-common.txt"
 printf '' > "$out.new/default-kernelopts-nopci.txt"
+echo "$stamp" > "$out.new/.qvm-test-kernel"
 rm -rf "$out"
 mv "$out.new" "$out"
-echo "$stamp" > "$DIR/.stamp"
 echo "$VERSION"

@@ -97,6 +97,13 @@ type SpecInput struct {
 	PCIDisplay bool
 	// ConsoleLog is the serial log path for QEMU/KVM.
 	ConsoleLog string
+	// Assigned are block devices attached at start (qvm start --drive):
+	// Path, DevType, ReadOnly, Backend and optionally Target are used.
+	Assigned []Disk
+	// ResolvePCI gives the address (SSSS:BB:DD.F) of a PCI port id. A
+	// bridged path (00_08.1-00_00.2) needs the host's sysfs to resolve;
+	// without a resolver only single-hop ids can be addressed.
+	ResolvePCI func(port string) (string, bool)
 }
 
 // builtinCommon is the kernel command line start when the kernel has no
@@ -146,7 +153,10 @@ func NewSpec(a *core.App, d *core.Domain, in SpecInput) (*Spec, error) {
 	s.VCPUs = get(a, d, "vcpus").Int()
 	s.CurrentMiB = memory
 	hvm := s.VirtMode == "hvm"
-	pci := requiredPCI(d)
+	pci, err := requiredPCI(d, in.ResolvePCI)
+	if err != nil {
+		return nil, err
+	}
 	switch {
 	case hvm && len(pci) > 0 || maxmem == 0:
 		s.MemoryMiB = memory
@@ -197,7 +207,7 @@ func NewSpec(a *core.App, d *core.Domain, in SpecInput) (*Spec, error) {
 		}
 	}
 
-	// Disks: the volumes in order, then nothing else until devices assign some.
+	// Disks: the volumes in order, then the assigned block devices.
 	next := 'e'
 	for _, v := range core.VolumeOrder(d) {
 		target := ""
@@ -238,6 +248,39 @@ func NewSpec(a *core.App, d *core.Domain, in SpecInput) (*Spec, error) {
 		}
 		s.Disks = append(s.Disks, Disk{Volume: v.Name, Path: path, Target: target,
 			ReadOnly: !v.RW || v.Name == "kernel", DevType: "disk", Script: true})
+	}
+
+	// Assigned block devices: counter restarting at xvdi; a cdrom of a qube
+	// without kernel takes xvdd (spec/start.md §4.2).
+	next = 'i'
+	for _, ad := range in.Assigned {
+		t := ad.Target
+		switch {
+		case t != "":
+		case ad.DevType == "cdrom" && kernel == "":
+			t = "xvdd"
+		default:
+			if next > 'z' {
+				return nil, fmt.Errorf("%s: too many block devices", d.Name())
+			}
+			t = "xvd" + string(next)
+			next++
+		}
+		if ad.DevType == "" {
+			ad.DevType = "disk"
+		}
+		ad.Target, ad.Script = t, true
+		if ad.Backend != "" && ad.Backend != "dom0" {
+			// Older agents bring their own block script.
+			ad.Script = false
+			if b, err := a.Domain(ad.Backend); err == nil {
+				v, _ := b.Feature("qubes-agent-version")
+				ad.Script = versionAtLeast(v, 4, 2)
+			}
+		} else {
+			ad.Backend = ""
+		}
+		s.Disks = append(s.Disks, ad)
 	}
 
 	if nv := a.Netvm(d); nv != nil {
@@ -305,22 +348,27 @@ func feat(a *core.App, d *core.Domain, name string) string {
 var rePCIPort = regexp.MustCompile(`^(?:([0-9a-f]{4})_)?([0-9a-f]{2})_([0-9a-f]{2})\.([0-7])$`)
 
 // requiredPCI lists the required PCI assignments as addresses. A bridged
-// path (00_08.1-00_00.2) names the device by its last hop.
-func requiredPCI(d *core.Domain) []PCI {
+// path is resolved through the host (resolve); a single hop is its own address.
+func requiredPCI(d *core.Domain, resolve func(string) (string, bool)) ([]PCI, error) {
 	c := d.DeviceClass("pci")
 	if c == nil {
-		return nil
+		return nil, nil
 	}
 	var out []PCI
 	for _, as := range c.Devices {
 		if as.Mode != "required" {
 			continue
 		}
-		port := as.Port
-		if i := strings.LastIndex(port, "-"); i >= 0 {
-			port = port[i+1:]
+		port := strings.ToLower(as.Port)
+		if resolve != nil {
+			if addr, ok := resolve(port); ok {
+				port = strings.NewReplacer(":", "_").Replace(addr)
+			}
 		}
-		m := rePCIPort.FindStringSubmatch(strings.ToLower(port))
+		if strings.Contains(port, "-") {
+			return nil, fmt.Errorf("PCI device %s of %s: cannot find its address (no such device on this host)", as.Port, d.Name())
+		}
+		m := rePCIPort.FindStringSubmatch(port)
 		if m == nil {
 			continue
 		}
@@ -341,7 +389,7 @@ func requiredPCI(d *core.Domain) []PCI {
 		}
 		out = append(out, p)
 	}
-	return out
+	return out, nil
 }
 
 func stubdom(a *core.App, d *core.Domain, in SpecInput) *Stubdom {
@@ -400,4 +448,13 @@ func stubdom(a *core.App, d *core.Domain, in SpecInput) *Stubdom {
 		st.GraphicsLog = debug
 	}
 	return st
+}
+
+// versionAtLeast compares a dotted version's first two numbers.
+func versionAtLeast(v string, major, minor int) bool {
+	var a, b int
+	if n, _ := fmt.Sscanf(v, "%d.%d", &a, &b); n < 1 {
+		return false
+	}
+	return a > major || a == major && b >= minor
 }

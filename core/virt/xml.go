@@ -301,8 +301,14 @@ func QEMUXML(s *Spec, o QEMUOptions) string {
 	w.line(`<clock offset="utc"/>`)
 	w.footer()
 	w.open(`<devices>`)
+	sata := 'a'
 	for _, d := range s.Disks {
-		target := "vd" + strings.TrimPrefix(d.Target, "xvd")
+		target, bus := "vd"+strings.TrimPrefix(d.Target, "xvd"), "virtio"
+		if d.DevType == "cdrom" {
+			// virtio has no CD-ROM: q35's SATA controller.
+			target, bus = "sd"+string(sata), "sata"
+			sata++
+		}
 		if strings.HasPrefix(d.Path, "/dev/") {
 			w.open(`<disk type="block" device="%s">`, e(d.DevType))
 			w.line(`<driver name="qemu" type="raw" cache="none" io="native"/>`)
@@ -312,7 +318,7 @@ func QEMUXML(s *Spec, o QEMUOptions) string {
 			w.line(`<driver name="qemu" type="raw" discard="unmap"/>`)
 			w.line(`<source file="%s"/>`, e(d.Path))
 		}
-		w.line(`<target dev="%s" bus="virtio"/>`, e(target))
+		w.line(`<target dev="%s" bus="%s"/>`, e(target), bus)
 		if d.ReadOnly {
 			w.line(`<readonly/>`)
 		}

@@ -54,6 +54,7 @@ type xmlCase struct {
 	noInitramfs bool
 	setup       func(t *testing.T, a *core.App, d *core.Domain)
 	qemu        bool
+	assigned    []Disk
 	// facts from spec/start.md §4.6 the output must show (and must not).
 	has, hasNot []string
 }
@@ -129,6 +130,22 @@ var xmlCases = []xmlCase{
 		}
 	},
 		has: []string{`<ip address="fd09:24ef:4179::a89:1" family="ipv6"/>`}},
+	{name: "xen-hvm-drives", assigned: []Disk{{Path: "/dev/loop7", DevType: "cdrom", ReadOnly: true}, {Path: "/dev/sdb1", DevType: "disk"},
+		{Path: "/dev/xvdq", DevType: "disk", Backend: "test-net-vm"}},
+		setup: func(t *testing.T, a *core.App, d *core.Domain) {
+			set(t, a, d, "virt_mode", "hvm", "kernel", "")
+			net, _ := a.Domain("test-net-vm")
+			if err := a.SetFeature(net, "qubes-agent-version", "4.1"); err != nil {
+				t.Fatal(err)
+			}
+		},
+		has: []string{"<source dev=\"/dev/loop7\"/>\n            <target dev=\"xvdd\"/>\n            <readonly/>",
+			"<source dev=\"/dev/sdb1\"/>\n            <target dev=\"xvdi\"/>\n            <script",
+			"<target dev=\"xvdj\"/>\n            <backenddomain name=\"test-net-vm\"/>\n        </disk>", `<disk type="block" device="cdrom">`}},
+	{name: "qemu-drives", qemu: true, assigned: []Disk{{Path: "/dev/loop7", DevType: "cdrom", ReadOnly: true}, {Path: "/dev/sdb1", DevType: "disk"}},
+		setup: func(t *testing.T, a *core.App, d *core.Domain) {},
+		has: []string{"<source dev=\"/dev/loop7\"/>\n            <target dev=\"sda\" bus=\"sata\"/>\n            <readonly/>",
+			"<source dev=\"/dev/sdb1\"/>\n            <target dev=\"vdj\" bus=\"virtio\"/>"}},
 	{name: "qemu-tcg", qemu: true, setup: func(t *testing.T, a *core.App, d *core.Domain) {
 		set(t, a, d, "netvm", "test-net-vm")
 	},
@@ -149,7 +166,7 @@ func TestGoldenDomainXML(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.setup(t, a, d)
-			in := SpecInput{VolumeDisk: volumeDisk(state)}
+			in := SpecInput{VolumeDisk: volumeDisk(state), Assigned: tc.assigned}
 			if tc.qemu {
 				in.ConsoleLog = filepath.Join(a.VMDir(d), "console.log")
 			}
@@ -222,5 +239,27 @@ func TestQEMUCmdline(t *testing.T) {
 	got := QEMUCmdline("root=/dev/mapper/dmroot ro nomodeset console=hvc0 xen_privcmd.unrestricted swiotlb=2048")
 	if got != "root=/dev/mapper/dmroot ro nomodeset console=ttyS0 swiotlb=2048" {
 		t.Errorf("QEMUCmdline = %q", got)
+	}
+}
+
+// A required PCI device behind a bridge is addressed by where the host's
+// sysfs puts it, not by the last hop of its path; without a way to resolve
+// it the start is refused rather than handing the wrong device to the qube.
+func TestRequiredPCIBehindBridge(t *testing.T) {
+	a, _ := loadTestApp(t, false)
+	d, _ := a.Domain("test-inst-vm")
+	set(t, a, d, "virt_mode", "hvm")
+	d.Devices = append(d.Devices, &core.DeviceClass{Class: "pci", Devices: []*core.DeviceAssignment{
+		{Backend: "dom0", Port: "00_08.1-00_00.2", Mode: "required", Identity: "*"}}})
+	resolve := func(port string) (string, bool) { return "0000:02:00.2", port == "00_08.1-00_00.2" }
+	s, err := NewSpec(a, d, SpecInput{ResolvePCI: resolve})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.PCI) != 1 || s.PCI[0].Bus != "0x02" || s.PCI[0].Slot != "0x00" || s.PCI[0].Function != "0x2" {
+		t.Fatalf("PCI = %+v, want bus 0x02 slot 0x00 function 0x2", s.PCI)
+	}
+	if _, err := NewSpec(a, d, SpecInput{}); err == nil || !strings.Contains(err.Error(), "cannot find its address") {
+		t.Fatalf("without a resolver: %v, want a refusal", err)
 	}
 }

@@ -16,8 +16,8 @@ var sections = []section{
 	{"Firewall: qvm firewall with 1000 rules, nft export of 100 qubes", benchFirewall},
 	{"Backup and restore: qvm vs the reference-style pipeline", benchBackup},
 	{"Running qubes: qvm start and qvm shutdown --wait on the embedded QEMU driver", benchStart},
-	{"qmemmand: idle memory, balancing pass, socket latency", benchMemd},
 	{"Devices: qvm device list, assign and unassign", benchDevices},
+	{"qmemmand: idle memory, balancing pass, socket latency", benchMemd},
 }
 
 func benchState(r *runner) (string, error) {
