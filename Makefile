@@ -14,7 +14,7 @@ CONFDIR   ?= $(DESTDIR)/etc/qubes
 TESTFLAGS ?=
 GOTEST    := $(GO) test -count=1 $(TESTFLAGS)
 
-.PHONY: all deps build docs test vet bench demo install clean test-kernel
+.PHONY: all deps build docs test vet bench demo install clean stress fuzz test-kernel
 
 all: build
 
@@ -49,6 +49,23 @@ vet: $(STATICCHECK)
 test: build vet
 	$(GOTEST) ./...
 	$(GOTEST) -tags failpoints -run 'Failpoint' ./...
+
+# Concurrency stress: many qvm processes changing one state dir at once
+# (make test runs a 4 s form of the same test). The counts go to
+# bin/stress.json; RELIABILITY.md quotes the last run.
+STRESSTIME    ?= 60s
+STRESSWORKERS ?= 16
+stress: build
+	mkdir -p bin
+	QVM_STRESS_TIME=$(STRESSTIME) QVM_STRESS_WORKERS=$(STRESSWORKERS) QVM_STRESS_REPORT=$(CURDIR)/bin/stress.json \
+		$(GOTEST) -timeout 30m -v -run '^TestStress$$' ./commands/
+	@cat bin/stress.json
+
+# Fuzzing: each Go fuzz target for FUZZTIME (scripts/fuzz.sh lists them);
+# make test runs their seed corpora (testdata/fuzz) as plain tests.
+FUZZTIME ?= 30s
+fuzz:
+	FUZZTIME=$(FUZZTIME) GO=$(GO) ./scripts/fuzz.sh
 
 bench: build
 	$(GO) run ./internal/benchrun -out BENCHMARKS.md

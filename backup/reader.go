@@ -25,7 +25,22 @@ type ReadOptions struct {
 	// MaxKDFMemory bounds the scrypt memory a chunk may ask for; 0 means
 	// half of the RAM, the scrypt tool's own limit.
 	MaxKDFMemory uint64
+	// MaxExpansion bounds how many times larger than its compressed bytes
+	// an inner archive may decompress to (past the first 64 MiB, which
+	// any ratio may reach): a small crafted archive cannot make the
+	// restore write or read without end. 0 means DefaultMaxExpansion; a
+	// negative value turns the check off.
+	MaxExpansion int64
 }
+
+// DefaultMaxExpansion is above gzip's largest possible ratio (about
+// 1032:1), so a gzip backup, the default, never trips it; bzip2 and xz
+// streams of long zero runs can, and qvm restore --max-expansion lifts it.
+const DefaultMaxExpansion = 2000
+
+// expansionFloor is what any inner archive may decompress to regardless
+// of the ratio.
+const expansionFloor = 64 << 20
 
 // Archive is an opened backup: authenticated header and qubes.xml, and
 // the rest of the stream ready for Extract.
@@ -304,7 +319,7 @@ func (a *Archive) Extract(ctx context.Context, want func(dir string) bool, open 
 				return formatErr("%s appears twice in the archive", m.file)
 			}
 			seen[m.file] = true
-			cur = startInner(m.file, a.filter(), open, pool, nil)
+			cur = startInner(m.file, a.filter(), open, pool, nil, a.o.MaxExpansion)
 		} else if cur == nil || cur.name != m.file || m.idx != cur.next {
 			exp := "a .000 chunk"
 			if cur != nil {
@@ -392,7 +407,7 @@ type innerJob struct {
 	once  sync.Once
 }
 
-func startInner(name, filter string, open OpenFunc, pool *bufPool, decrypt func(io.Reader) io.Reader) *innerJob {
+func startInner(name, filter string, open OpenFunc, pool *bufPool, decrypt func(io.Reader) io.Reader, maxExpansion int64) *innerJob {
 	pr, pw := io.Pipe()
 	j := &innerJob{name: name, pw: pw, feedc: make(chan [2][]byte, 1), done: make(chan error, 1), pool: pool}
 	go func() {
@@ -413,6 +428,12 @@ func startInner(name, filter string, open OpenFunc, pool *bufPool, decrypt func(
 		var in io.Reader = pr
 		if decrypt != nil {
 			in = decrypt(pr)
+		}
+		if maxExpansion == 0 {
+			maxExpansion = DefaultMaxExpansion
+		}
+		if maxExpansion > 0 {
+			in = &expansionInput{r: in, name: name, ratio: maxExpansion}
 		}
 		var err error
 		if strings.HasSuffix(name, "/.") {
@@ -510,6 +531,7 @@ func untarInner(r io.Reader, filter, name string, open OpenFunc) (err error) {
 		return err
 	}
 	defer dr.Close()
+	dr = limitExpansion(r, dr)
 	tail := &tailReader{r: dr}
 	if strings.HasPrefix(name, "dom0-home/") {
 		// The dom0 home tree is not restored by qvm; read it through so

@@ -193,7 +193,7 @@ func (a *Archive) extractV3(ctx context.Context, want func(string) bool, open Op
 				return formatErr("%s appears twice in the archive", file)
 			}
 			seen[file] = true
-			cur = startInner(file, a.filter(), open, pool, decrypt)
+			cur = startInner(file, a.filter(), open, pool, decrypt, a.o.MaxExpansion)
 		} else if cur == nil || cur.name != file || idx != cur.next {
 			pool.put(data)
 			exp := "a .000 chunk"
@@ -218,6 +218,7 @@ func untarDir(r io.Reader, filter, dir string, open OpenFunc) error {
 		return err
 	}
 	defer dr.Close()
+	dr = limitExpansion(r, dr)
 	tr := tar.NewReader(dr)
 	for {
 		h, err := tr.Next()

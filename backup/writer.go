@@ -8,7 +8,13 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/qvm-dev/qvm/internal/failpoint"
 )
+
+// FailpointChunk is the durable step of a backup: one sealed chunk
+// appended to the archive (hit after every chunk; see internal/failpoint).
+const FailpointChunk = "backup.chunk.write"
 
 // DefaultChunkSize is the reference's plaintext chunk size (100 MiB).
 const DefaultChunkSize = 100 << 20
@@ -146,6 +152,10 @@ func Write(ctx context.Context, w io.Writer, qubesXML []byte, qubes []Qube, o Op
 			return fmt.Errorf("the qubes.xml copy is %d bytes compressed; the restore reads at most 1 MiB", len(c.buf))
 		}
 		if err := sealMember(out, c.name+".enc", c.key, c.buf); err != nil {
+			cancel()
+			return fmt.Errorf("write backup: %w", err)
+		}
+		if err := failpoint.Hit(FailpointChunk); err != nil {
 			cancel()
 			return fmt.Errorf("write backup: %w", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/core/store"
 	"github.com/qvm-dev/qvm/storage"
 )
 
@@ -16,6 +17,7 @@ type checkOptions struct {
 	sel                                  vmSelection
 	running, paused, template, networked bool
 	format                               string
+	removeOrphans                        bool
 }
 
 func newCheckCmd(env *Env) *cobra.Command {
@@ -31,7 +33,10 @@ It lists references that qubes.xml should not hold (a netvm that does not
 provide network, a volume used twice, a snapshot of a volume no qube has, a
 kernel that is not installed, ...) and orphan files in the state directory
 (temp files of interrupted writes, directories of qubes that do not exist),
-one per line; exit code 1 when it finds any.`,
+one per line; exit code 1 when it finds any. --remove-orphans deletes the
+orphan files it lists (temp files, staging directories of an interrupted
+restore, stale lock files, directories of no qube) and exits 0 when nothing
+else is left.`,
 		RunE:              func(cmd *cobra.Command, args []string) error { return runCheck(cmd.Context(), env, o, args) },
 		ValidArgsFunction: completeVMs(env, nil),
 	}
@@ -42,6 +47,7 @@ one per line; exit code 1 when it finds any.`,
 	f.BoolVar(&o.template, "template", false, "qubes must be templates")
 	f.BoolVar(&o.networked, "networked", false, "qubes must have network")
 	f.StringVar(&o.format, "format", "text", "state check output: text or json")
+	f.BoolVar(&o.removeOrphans, "remove-orphans", false, "state check: delete the orphan files found (under the exclusive lock); inconsistencies stay")
 	return cmd
 }
 
@@ -150,12 +156,40 @@ func runStateCheck(ctx context.Context, env *Env, o checkOptions) error {
 	}
 	var findings []core.Finding
 	var qubes int
-	err = st.View(ctx, func(app *core.App) error {
+	scan := func(app *core.App) error {
 		findings = append(app.Inconsistencies(), st.Orphans(app)...)
+		findings = append(findings, st.Leftovers(app)...)
 		findings = append(findings, storage.Open(app, env.storageOptions()).Orphans()...)
 		qubes = len(app.Domains())
 		return nil
-	})
+	}
+	if o.removeOrphans {
+		// Under the exclusive lock no other qvm is half way through a
+		// write, so every temp file found is really left over. The state
+		// itself is not changed, so Update writes nothing.
+		err = st.Update(ctx, func(app *core.App) error {
+			if err := scan(app); err != nil {
+				return err
+			}
+			removed, err := store.RemoveOrphans(findings)
+			for _, p := range removed {
+				fmt.Fprintf(env.IO.Out, "removed: %s\n", p)
+			}
+			if err != nil {
+				return fmt.Errorf("remove orphan files: %w", err)
+			}
+			var rest []core.Finding
+			for _, f := range findings {
+				if f.Kind != "orphan" {
+					rest = append(rest, f)
+				}
+			}
+			findings = rest
+			return nil
+		})
+	} else {
+		err = st.View(ctx, scan)
+	}
 	if err != nil {
 		return err
 	}

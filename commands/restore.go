@@ -18,7 +18,16 @@ import (
 
 	"github.com/qvm-dev/qvm/backup"
 	"github.com/qvm-dev/qvm/core"
+	"github.com/qvm-dev/qvm/internal/failpoint"
 	"github.com/qvm-dev/qvm/storage"
+)
+
+// Durable steps of a restore (see internal/failpoint): a volume's data
+// imported into the new qube's volume, and all of them imported just
+// before the final qubes.xml update.
+const (
+	FailpointRestoreImport = "restore.import"
+	FailpointRestoreCommit = "restore.commit"
 )
 
 type restoreOptions struct {
@@ -27,6 +36,7 @@ type restoreOptions struct {
 	skipDom0Home, ignoreUsernameMismatch, ignoreSizeLimit                     bool
 	filter, passphraseFile, destVM                                            string
 	locationIsService, paranoid, autoClose, yes, noProgress                   bool
+	maxExpansion                                                              int64
 }
 
 func newRestoreCmd(env *Env) *cobra.Command {
@@ -54,6 +64,7 @@ are added to qubes.xml only after all their data arrived intact.`,
 	f.BoolVar(&o.skipDom0Home, "skip-dom0-home", false, "do not restore the dom0 home directory")
 	f.BoolVar(&o.ignoreUsernameMismatch, "ignore-username-mismatch", false, "restore dom0 home although user names differ")
 	f.BoolVar(&o.ignoreSizeLimit, "ignore-size-limit", false, "accept qubes whose data is larger than the backup says")
+	f.Int64Var(&o.maxExpansion, "max-expansion", backup.DefaultMaxExpansion, "refuse an inner archive that decompresses to more than N times its compressed size past 64 MiB (-1: no limit)")
 	f.StringVarP(&o.filter, "compression-filter", "Z", "", "decompress with this program instead of the header's")
 	f.StringVarP(&o.passphraseFile, "passphrase-file", "p", "", "read the passphrase from the first line of FILE (- for standard input); no confirmation")
 	f.StringVarP(&o.destVM, "dest-vm", "d", "", "read the backup from a qube (needs qrexec; refused)")
@@ -129,7 +140,7 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 	}
 	env.infof(prog, "Checking backup content...")
 	counted := &restoreCounter{r: in}
-	arch, err := backup.OpenArchive(ctx, counted, backup.ReadOptions{Passphrase: pass, Filter: o.filter})
+	arch, err := backup.OpenArchive(ctx, counted, backup.ReadOptions{Passphrase: pass, Filter: o.filter, MaxExpansion: o.maxExpansion})
 	if err != nil {
 		return err
 	}
@@ -690,12 +701,17 @@ func commitRestore(ctx context.Context, env *Env, items []*restoreItem) error {
 				}
 				f.Close()
 				os.Remove(staged)
+				if err == nil {
+					err = failpoint.Hit(FailpointRestoreImport)
+				}
 				if err != nil {
 					return fmt.Errorf("Failed to restore volume %s of VM %s: %w", v.Name(), it.newName, err)
 				}
 			}
 		}
-		return nil
+		// Every volume is in place; what follows is the qubes.xml write
+		// that makes the restored qubes exist.
+		return failpoint.Hit(FailpointRestoreCommit)
 	})
 	if err != nil {
 		cleanup() // qubes.xml was not written: remove what was made

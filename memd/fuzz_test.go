@@ -3,6 +3,7 @@ package memd
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -46,6 +47,40 @@ func FuzzRequest(f *testing.F) {
 		reply, err := d.request(t.Context(), msg, 0)
 		if err == nil && reply != ReplyOK && reply != ReplyFail && reply != ReplyInvalidArg {
 			t.Fatalf("reply %q", reply)
+		}
+	})
+}
+
+// FuzzDomRequest: a per-domain request that parses names each domain
+// once (a repeated id keeps its first place), and a balloon size or a
+// per-domain request never panics the daemon, digits included.
+func FuzzDomRequest(f *testing.F) {
+	for _, s := range []string{"1048576", "  3221225472 ", "9999999999999", "1:0", "1:1400000000 2:0",
+		"12 1:5", "1:abc", "77:1000000000", "1:2:3", "1:1_000 1:+5", "99999999999999999999999999", "\x00:\x00"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		msg := bytes.Trim(data, pyWhitespace)
+		if len(msg) == 0 {
+			return
+		}
+		fields := strings.FieldsFunc(string(msg), func(r rune) bool { return strings.ContainsRune(pyWhitespace, r) })
+		if req, err := parseDomRequest(fields); err == nil {
+			seen := map[string]bool{}
+			for _, r := range req {
+				if seen[r.ID] {
+					t.Fatalf("domain %q twice in %v", r.ID, req)
+				}
+				seen[r.ID] = true
+			}
+		}
+		d := newTestDaemon(t, twoGuests())
+		d.opts.Delay = 0
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		reply, err := d.request(t.Context(), msg, 0)
+		if err == nil && reply != ReplyOK && reply != ReplyFail && reply != ReplyInvalidArg {
+			t.Fatalf("reply %q to %q", reply, msg)
 		}
 	})
 }

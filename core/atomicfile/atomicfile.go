@@ -5,11 +5,13 @@ package atomicfile
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"github.com/qvm-dev/qvm/internal/failpoint"
 )
@@ -45,12 +47,14 @@ func Write(path string, opt Options, fill func(*os.File) error) (err error) {
 	}
 	tmp, err := createTemp(dir, prefix)
 	if err != nil {
-		return fmt.Errorf("create temp file for %s: %w", path, err)
+		return noSpace(path, fmt.Errorf("create temp file for %s: %w", path, err))
 	}
+	renamed := false
 	defer func() {
-		if err != nil {
+		if err != nil && !renamed {
 			tmp.Close()
 			os.Remove(tmp.Name())
+			err = noSpace(path, err)
 		}
 	}()
 	if err = fill(tmp); err != nil {
@@ -82,7 +86,34 @@ func Write(path string, opt Options, fill func(*os.File) error) (err error) {
 	if err = os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), path, err)
 	}
+	renamed = true
 	return SyncDir(dir)
+}
+
+// NoSpaceError is a replacement that ran out of space (or quota) on the
+// filesystem holding Path: the old file is untouched and the temp file is
+// gone, so the message says where space is needed and nothing more.
+type NoSpaceError struct {
+	Path string
+	Err  error // the underlying error, ENOSPC or EDQUOT inside
+}
+
+func (e *NoSpaceError) Error() string {
+	what := "no space left on device"
+	if errors.Is(e.Err, syscall.EDQUOT) {
+		what = "disk quota exceeded"
+	}
+	return fmt.Sprintf("cannot write %s: %s in %s (the old file is unchanged)", e.Path, what, filepath.Dir(e.Path))
+}
+
+func (e *NoSpaceError) Unwrap() error { return e.Err }
+
+func noSpace(path string, err error) error {
+	var ns *NoSpaceError
+	if errors.As(err, &ns) || !(errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+		return err
+	}
+	return &NoSpaceError{Path: path, Err: err}
 }
 
 // SyncDir fsyncs a directory so a rename or unlink in it is durable.

@@ -216,13 +216,17 @@ func Load(vmDir string) (rules []Rule, exists bool, err error) {
 	return rules, true, nil
 }
 
+// FailpointWrite is the durable step of replacing a firewall.xml (the
+// hardening tests' name for it; see internal/failpoint).
+const FailpointWrite = "firewall.xml.write"
+
 // Save replaces a qube's firewall.xml atomically (mode 0664, group qubes
 // where it exists), dropping expired rules.
 func Save(vmDir string, rules []Rule, now time.Time) error {
 	if err := os.MkdirAll(vmDir, 0o775); err != nil {
 		return fmt.Errorf("qube directory: %w", err)
 	}
-	return atomicfile.WriteFile(Path(vmDir), Marshal(rules, now), atomicfile.Options{Mode: 0o664, Group: "qubes"})
+	return atomicfile.WriteFile(Path(vmDir), Marshal(rules, now), atomicfile.Options{Mode: 0o664, Group: "qubes", Failpoint: FailpointWrite})
 }
 
 // ReadFile returns a qube's firewall.xml as stored (for backups); an
