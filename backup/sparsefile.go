@@ -3,7 +3,6 @@ package backup
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 )
 
@@ -81,59 +80,4 @@ func (s *SparseFile) WriteAt(p []byte, off int64) (int, error) {
 		s.off = end
 	}
 	return s.f.WriteAt(p, off)
-}
-
-// HoleReader reads a sparse file front to back, producing the zeros of its
-// holes without reading them from the kernel.
-type HoleReader struct {
-	f    *os.File
-	ext  []extent
-	size int64
-	pos  int64
-}
-
-// NewHoleReader maps f's data extents (SEEK_DATA/SEEK_HOLE) once.
-func NewHoleReader(f *os.File) (*HoleReader, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	ext, err := dataExtents(f, st.Size())
-	if err != nil {
-		return nil, err
-	}
-	return &HoleReader{f: f, ext: ext, size: st.Size()}, nil
-}
-
-// Size is the file's size.
-func (h *HoleReader) Size() int64 { return h.size }
-
-func (h *HoleReader) Read(p []byte) (int, error) {
-	if h.pos >= h.size {
-		return 0, io.EOF
-	}
-	for len(h.ext) > 0 && h.ext[0].off+h.ext[0].len <= h.pos {
-		h.ext = h.ext[1:]
-	}
-	n := int64(len(p))
-	if rest := h.size - h.pos; n > rest {
-		n = rest
-	}
-	if len(h.ext) == 0 || h.ext[0].off > h.pos {
-		if len(h.ext) > 0 && h.ext[0].off-h.pos < n {
-			n = h.ext[0].off - h.pos
-		}
-		clear(p[:n])
-		h.pos += n
-		return int(n), nil
-	}
-	if e := h.ext[0].off + h.ext[0].len - h.pos; e < n {
-		n = e
-	}
-	m, err := h.f.ReadAt(p[:n], h.pos)
-	h.pos += int64(m)
-	if err == io.EOF && m > 0 {
-		err = nil
-	}
-	return m, err
 }

@@ -691,16 +691,9 @@ func commitRestore(ctx context.Context, env *Env, items []*restoreItem) error {
 				if err != nil {
 					return fmt.Errorf("restore %s of %s: %w", file, it.newName, err)
 				}
-				f, err := os.Open(staged)
-				if err != nil {
-					return err
-				}
-				hr, err := backup.NewHoleReader(f)
-				if err == nil {
-					err = v.Import(ctx, hr, hr.Size())
-				}
-				f.Close()
-				os.Remove(staged)
+				// The staged file moves into the pool when it can (same
+				// filesystem, a file-based pool): no second copy of the data.
+				err = v.ImportFile(ctx, staged)
 				if err == nil {
 					err = failpoint.Hit(FailpointRestoreImport)
 				}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -232,6 +233,76 @@ func (v *Volume) Import(ctx context.Context, r io.Reader, size int64) error {
 	}
 	v.Config.Size = size
 	return nil
+}
+
+// ImportFile makes the file at path the volume's new data and consumes the
+// file. Restore stages each volume in the state directory: where the
+// driver's import target is a regular file on the same filesystem the
+// staged file is moved into place (no second copy of the data), otherwise
+// (a block device, another filesystem) it is copied as Import does.
+func (v *Volume) ImportFile(ctx context.Context, path string) error {
+	defer os.Remove(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("Data import failed: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("Data import failed: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("Data import failed: %s is not a regular file", path)
+	}
+	size := fi.Size()
+	if v.Running() {
+		return fmt.Errorf("Domain is not powered off: %s", v.Domain.Name())
+	}
+	p, err := v.drv.ImportBegin(ctx, v, size)
+	if err != nil {
+		return err
+	}
+	moved, werr := moveInto(f, path, p)
+	if werr == nil && !moved {
+		werr = copyExact(ctx, p, io.NewSectionReader(f, 0, size), size)
+	}
+	if werr == nil {
+		werr = failpoint.Hit(FailpointImport)
+	}
+	if err := v.drv.ImportEnd(ctx, v, werr == nil); err != nil && werr == nil {
+		werr = err
+	}
+	if werr != nil {
+		return fmt.Errorf("Data import failed: %w", werr)
+	}
+	v.Config.Size = size
+	return nil
+}
+
+// moveInto renames src over dst when dst is a regular file on src's
+// filesystem, taking dst's mode and owner; false means copy instead.
+func moveInto(f *os.File, src, dst string) (bool, error) {
+	sfi, err1 := f.Stat()
+	dfi, err2 := os.Lstat(dst)
+	if err1 != nil || err2 != nil || !dfi.Mode().IsRegular() {
+		return false, nil
+	}
+	ss, ok1 := sfi.Sys().(*syscall.Stat_t)
+	ds, ok2 := dfi.Sys().(*syscall.Stat_t)
+	if !ok1 || !ok2 || ss.Dev != ds.Dev {
+		return false, nil
+	}
+	if err := f.Chmod(dfi.Mode().Perm()); err != nil {
+		return false, err
+	}
+	if err := f.Chown(int(ds.Uid), int(ds.Gid)); err != nil {
+		return false, err
+	}
+	// The data must be on disk before the commit names it.
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return false, err
+	}
+	return true, renameFile(src, dst)
 }
 
 // Export is a read-only view of a volume's committed data.
