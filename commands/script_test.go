@@ -2,14 +2,13 @@ package commands
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"strconv"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/qvm-dev/qvm/internal/scripttest"
 )
 
 // TestMain lets the test binary act as qvm and as its qvm-* aliases, so the
@@ -45,27 +44,8 @@ func TestScript(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mkloop": cmdMkloop,
-			// exitcode N prog args...: run prog and require exit code N
-			// (stdout and stderr are kept for the next checks).
-			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {
-				if len(args) < 2 || neg {
-					ts.Fatalf("usage: exitcode N prog [args...]")
-				}
-				want, err := strconv.Atoi(args[0])
-				ts.Check(err)
-				got := 0
-				if err := ts.Exec(args[1], args[2:]...); err != nil {
-					var ee *exec.ExitError
-					if !errors.As(err, &ee) {
-						ts.Fatalf("%v", err)
-					}
-					got = ee.ExitCode()
-				}
-				if got != want {
-					ts.Fatalf("exit code %d, want %d", got, want)
-				}
-			},
+			"mkloop":   cmdMkloop,
+			"exitcode": scripttest.Exitcode,
 		},
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/qvm-dev/qvm/internal/scripttest"
 
 	"github.com/qvm-dev/qvm/core"
 	"github.com/qvm-dev/qvm/core/store"
@@ -47,7 +48,7 @@ func TestStorageScript(t *testing.T) {
 			return canLoopMount(fstype), nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exitcode":     scriptExitcode,
+			"exitcode":     scripttest.Exitcode,
 			"mountfs":      scriptMountFS,
 			"writeat":      scriptWriteAt,
 			"readat":       scriptReadAt,
@@ -98,26 +99,6 @@ func canLoopMount(fstype string) bool {
 	}()
 	loopProbe.Store(fstype, ok)
 	return ok
-}
-
-// exitcode N prog args...: run prog and require exit code N.
-func scriptExitcode(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) < 2 || neg {
-		ts.Fatalf("usage: exitcode N prog [args...]")
-	}
-	want, err := strconv.Atoi(args[0])
-	ts.Check(err)
-	got := 0
-	if err := ts.Exec(args[1], args[2:]...); err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			ts.Fatalf("%v", err)
-		}
-		got = ee.ExitCode()
-	}
-	if got != want {
-		ts.Fatalf("exit code %d, want %d", got, want)
-	}
 }
 
 // mountfs TYPE DIR: a fresh loop-mounted filesystem at $WORK/DIR (scripts

@@ -1,17 +1,17 @@
 package qmemmand
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/qvm-dev/qvm/internal/scripttest"
 	"golang.org/x/sys/unix"
 
 	"github.com/qvm-dev/qvm/memd/virthost"
@@ -45,25 +45,7 @@ func TestScript(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			// exitcode N prog args...: run prog and require exit code N.
-			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {
-				if len(args) < 2 || neg {
-					ts.Fatalf("usage: exitcode N prog [args...]")
-				}
-				want, err := strconv.Atoi(args[0])
-				ts.Check(err)
-				got := 0
-				if err := ts.Exec(args[1], args[2:]...); err != nil {
-					var ee *exec.ExitError
-					if !errors.As(err, &ee) {
-						ts.Fatalf("%v", err)
-					}
-					got = ee.ExitCode()
-				}
-				if got != want {
-					ts.Fatalf("exit code %d, want %d", got, want)
-				}
-			},
+			"exitcode": scripttest.Exitcode,
 			// waitsock PATH: wait (up to 20 s) until a Unix socket accepts.
 			"waitsock": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) != 1 {
