@@ -51,7 +51,7 @@ func benchBackup(r *runner) (string, error) {
 		}
 		b.WriteString(rows)
 	}
-	b.WriteString("\nMemory: qvm holds at most two chunk buffers (2 × 100 MiB) plus one scrypt derivation at a time (128 MiB at these parameters, returned to the system after each key) and the gzip blocks, whatever the volume size; the GC is given that limit. `scrypt` itself needs 128 MiB per run. The reference-style restore decrypts each chunk to a file before using it, as the stock restore does; qvm keeps the chunk in memory until its HMAC is checked, then stages the volume in the state dir and imports it through the storage package (one extra local copy, so that qubes.xml only ever lists fully restored qubes).\n")
+	b.WriteString("\nMemory: qvm holds at most two chunk buffers (2 × 100 MiB) plus one scrypt derivation at a time (128 MiB at these parameters, returned to the system after each key) and the gzip blocks, whatever the volume size; the GC is given that limit. `scrypt` itself needs 128 MiB per run. The reference-style restore decrypts each chunk to a file before using it, as the stock restore does; qvm keeps the chunk in memory until its HMAC is checked, then stages the volume in the state dir (so that qubes.xml only ever lists fully restored qubes) and moves it into the pool when both are on one filesystem (storage `Volume.ImportFile`; a copy otherwise).\n")
 	return b.String(), nil
 }
 
