@@ -15,16 +15,24 @@ import (
 	"github.com/qvm-dev/qvm/core/store"
 )
 
-// Backup then restore into a fresh state gives the same volume bytes and
-// the same qubes.xml data (properties, features, tags, device
-// assignments, firewall), for every compression and with many chunks.
-func TestBackupRestoreRoundTrip(t *testing.T) {
-	root := t.TempDir()
-	src := filepath.Join(root, "src")
+// newBackupTestState makes a fresh state (file pool) in root/src and points
+// the in-process qvm at it; restores go to other dirs under root.
+func newBackupTestState(t *testing.T) (root, src string) {
+	t.Helper()
+	root = t.TempDir()
+	src = filepath.Join(root, "src")
 	t.Setenv("QVM_CONFIG", filepath.Join(root, "none.yaml"))
 	t.Setenv("QVM_RUN_DIR", filepath.Join(root, "run"))
 	t.Setenv("QVM_STATE_DIR", src)
 	mustQvm(t, "init", "--reflink", "no")
+	return root, src
+}
+
+// Backup then restore into a fresh state gives the same volume bytes and
+// the same qubes.xml data (properties, features, tags, device
+// assignments, firewall), for every compression and with many chunks.
+func TestBackupRestoreRoundTrip(t *testing.T) {
+	root, src := newBackupTestState(t)
 	mustQvm(t, "create", "-C", "TemplateVM", "-l", "black", "tpl")
 	mustQvm(t, "create", "-l", "green", "-t", "tpl", "--prop", "vcpus=3", "--prop", "memory=700", "--prop", "provides_network=True", "net")
 	mustQvm(t, "create", "-l", "blue", "-t", "tpl", "--prop", "netvm=net", "--prop", "kernelopts=quiet", "work")

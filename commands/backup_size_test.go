@@ -17,12 +17,7 @@ import (
 // for the qube (incompressible data, many chunks): a restore from a qube
 // refuses more than that.
 func TestBackupSizeCoversTransfer(t *testing.T) {
-	root := t.TempDir()
-	src := filepath.Join(root, "src")
-	t.Setenv("QVM_CONFIG", filepath.Join(root, "none.yaml"))
-	t.Setenv("QVM_RUN_DIR", filepath.Join(root, "run"))
-	t.Setenv("QVM_STATE_DIR", src)
-	mustQvm(t, "init", "--reflink", "no")
+	root, src := newBackupTestState(t)
 	mustQvm(t, "create", "-C", "StandaloneVM", "-l", "red", "sa")
 	mustQvm(t, "volume", "resize", "-f", "sa:root", "4MiB")
 	mustQvm(t, "volume", "resize", "-f", "sa:private", "4MiB")
