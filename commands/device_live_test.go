@@ -1,11 +1,13 @@
 package commands
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,7 +101,13 @@ func TestDeviceLiveAttachDetach(t *testing.T) {
 	live := func() string {
 		t.Helper()
 		out, err := exec.Command("virsh", "-c", virt.EmbedURI(state), "dumpxml", "work").CombinedOutput()
-		if err != nil {
+		// virsh 9 on the embedded driver sometimes segfaults while tearing
+		// the driver down, after it printed the whole XML; the document is
+		// still the domain's live state, so only a cut one is an error.
+		var ee *exec.ExitError
+		crashedAfter := errors.As(err, &ee) && ee.ProcessState.Sys().(syscall.WaitStatus).Signal() == syscall.SIGSEGV &&
+			strings.HasSuffix(strings.TrimSpace(string(out)), "</domain>")
+		if err != nil && !crashedAfter {
 			t.Fatalf("virsh dumpxml: %v: %s", err, out)
 		}
 		return string(out)
