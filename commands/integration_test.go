@@ -375,8 +375,8 @@ func TestIntegrationRealQubes(t *testing.T) {
 		t.Fatalf("no loop device for %s: %q", iso, loops)
 	}
 	t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
-	x, err := exec.Command("virsh", "-c", "qemu:///embed?root="+filepath.Join(r.state, "libvirt"), "dumpxml", "work").CombinedOutput()
-	if err != nil || !strings.Contains(string(x), `device="cdrom"`) && !strings.Contains(string(x), `device='cdrom'`) || !strings.Contains(string(x), loop) {
+	x, err := virshDumpXML("qemu:///embed?root="+filepath.Join(r.state, "libvirt"), "work")
+	if err != nil || !strings.Contains(x, `device="cdrom"`) && !strings.Contains(x, `device='cdrom'`) || !strings.Contains(x, loop) {
 		t.Errorf("live XML lacks the CD-ROM %s: %v\n%s", loop, err, x)
 	}
 	r.ok("kill", "work")
