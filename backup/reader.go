@@ -260,8 +260,9 @@ func parseMember(name string, v3 bool) (member, error) {
 }
 
 // OpenFunc returns where the content of an inner file goes: name is the
-// inner member ("vm3/private.img"), size its full (logical) size. A nil
-// writer skips the file. Close is called only when the whole file has
+// inner member ("vm3/private.img"), size its full (logical) size; for a
+// tree (dom0-home/<user>) size is -1 and the writer gets the inner tar
+// stream itself (a TreeSink extracts it). A nil writer skips the file. Close is called only when the whole file has
 // arrived, authenticated and complete.
 type OpenFunc func(name string, size int64) (io.WriteCloser, error)
 
@@ -533,22 +534,8 @@ func untarInner(r io.Reader, filter, name string, open OpenFunc) (err error) {
 	defer dr.Close()
 	dr = limitExpansion(r, dr)
 	tail := &tailReader{r: dr}
-	if strings.HasPrefix(name, "dom0-home/") {
-		// The dom0 home tree is not restored by qvm; read it through so
-		// its chunks are still verified.
-		tr := tar.NewReader(tail)
-		for {
-			if _, err := tr.Next(); err == io.EOF {
-				break
-			} else if err != nil {
-				return fmt.Errorf("inner archive: %w", noEOF(err))
-			}
-			if _, err := io.Copy(io.Discard, tr); err != nil {
-				return fmt.Errorf("inner archive: %w", noEOF(err))
-			}
-		}
-		_, _ = io.Copy(io.Discard, tail)
-		return nil
+	if strings.HasPrefix(name, HomePrefix) {
+		return untarTree(tail, name, open)
 	}
 	rec := &recorder{r: tail, on: true}
 	own := &tarReader{r: rec, inner: true}
@@ -619,6 +606,51 @@ func untarInner(r io.Reader, filter, name string, open OpenFunc) (err error) {
 	if !tail.complete() {
 		w.Close()
 		return fmt.Errorf("inner archive is truncated (a chunk is missing at its end)")
+	}
+	return w.Close()
+}
+
+// untarTree hands a tree's inner tar (dom0's home) to open's writer as a
+// stream, which extracts it (see TreeSink); without a writer the tree is
+// read through, so its chunks are still verified.
+func untarTree(tail *tailReader, name string, open OpenFunc) error {
+	w, err := open(name, -1)
+	if err != nil {
+		return err
+	}
+	if w == nil {
+		tr := tar.NewReader(tail)
+		for {
+			if _, err := tr.Next(); err == io.EOF {
+				break
+			} else if err != nil {
+				return fmt.Errorf("inner archive: %w", noEOF(err))
+			}
+			if _, err := io.Copy(io.Discard, tr); err != nil {
+				return fmt.Errorf("inner archive: %w", noEOF(err))
+			}
+		}
+		if _, err := io.Copy(io.Discard, tail); err != nil {
+			return fmt.Errorf("inner archive: %w", noEOF(err))
+		}
+		if !tail.complete() {
+			return fmt.Errorf("inner archive is truncated (a chunk is missing at its end)")
+		}
+		return nil
+	}
+	abort := func(err error) error {
+		if s, ok := w.(interface{ Abort(error) }); ok {
+			s.Abort(err)
+		} else {
+			w.Close()
+		}
+		return err
+	}
+	if _, err := io.Copy(w, tail); err != nil {
+		return abort(fmt.Errorf("inner archive: %w", noEOF(err)))
+	}
+	if !tail.complete() {
+		return abort(fmt.Errorf("inner archive is truncated (a chunk is missing at its end)"))
 	}
 	return w.Close()
 }

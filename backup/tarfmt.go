@@ -23,6 +23,8 @@ type tarHeader struct {
 	Mtime    int64
 	Typeflag byte
 	PAX      [][2]string // extra pax records, in order
+	// Owner ids; 0 (root) for everything but a home tree's files.
+	UID, GID int64
 }
 
 func octal(dst []byte, v int64) {
@@ -35,19 +37,23 @@ func octal(dst []byte, v int64) {
 	dst[len(dst)-1] = 0
 }
 
-func ustarBlock(name string, size, mode, mtime int64, typeflag byte) []byte {
+func ustarBlock(name string, size, mode, mtime int64, typeflag byte, uid, gid int64) []byte {
 	b := make([]byte, block)
 	copy(b[0:100], name)
 	octal(b[100:108], mode)
-	octal(b[108:116], 0)
-	octal(b[116:124], 0)
+	octal(b[108:116], uid)
+	octal(b[116:124], gid)
 	octal(b[124:136], size)
 	octal(b[136:148], mtime)
 	b[156] = typeflag
 	copy(b[257:263], "ustar\x00")
 	copy(b[263:265], "00")
-	copy(b[265:297], "root")
-	copy(b[297:329], "root")
+	if uid == 0 {
+		copy(b[265:297], "root")
+	}
+	if gid == 0 {
+		copy(b[297:329], "root")
+	}
 	octal(b[329:337], 0)
 	octal(b[337:345], 0)
 	copy(b[148:156], "        ")
@@ -97,14 +103,14 @@ func writeHeader(w io.Writer, h tarHeader) error {
 		if len(xname) > 99 {
 			xname = xname[:99]
 		}
-		if _, err := w.Write(ustarBlock(xname, int64(pax.Len()), 0o644, h.Mtime, 'x')); err != nil {
+		if _, err := w.Write(ustarBlock(xname, int64(pax.Len()), 0o644, h.Mtime, 'x', 0, 0)); err != nil {
 			return err
 		}
 		if err := writePadded(w, []byte(pax.String())); err != nil {
 			return err
 		}
 	}
-	_, err := w.Write(ustarBlock(name, size, h.Mode, h.Mtime, h.Typeflag))
+	_, err := w.Write(ustarBlock(name, size, h.Mode, h.Mtime, h.Typeflag, h.UID, h.GID))
 	return err
 }
 

@@ -35,6 +35,9 @@ type File struct {
 	// open so a commit meanwhile does not change what is read); Path is
 	// then only used in messages.
 	Src *os.File
+	// Tree is a directory archived as a tree named Name (dom0's home:
+	// Name "dom0-home/<user>"); Path, Data and Src are then unused.
+	Tree string
 }
 
 // Qube is one backed-up qube: its files, in archive order.
@@ -55,6 +58,9 @@ type Options struct {
 	// written. Both may be nil and are called from one goroutine.
 	Progress func(n int64)
 	Label    func(name string)
+	// Warn gets what tar would warn about in a tree (sockets left out,
+	// files changed while read); may be nil.
+	Warn func(msg string)
 }
 
 // NewBackupID is the reference's id: start time and pid.
@@ -226,9 +232,12 @@ func produceFile(ctx context.Context, f File, o Options, cw *chunker, buf []byte
 	if err != nil {
 		return err
 	}
-	if f.Path == "" && f.Src == nil {
+	switch {
+	case f.Tree != "":
+		err = writeTree(ctx, z, f.Name, f.Tree, o, buf)
+	case f.Path == "" && f.Src == nil:
 		err = writeFileMember(z, f.Name, f.Data, 0)
-	} else {
+	default:
 		err = writeVolume(ctx, z, f, o, buf)
 	}
 	if cerr := z.Close(); err == nil {

@@ -182,8 +182,8 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 		}
 	}
 	fmt.Fprint(summaryTo, backupSummary(plan.rows, plan.notSelected))
-	if plan.dom0Skipped {
-		env.warnf(env.progFor("qvm backup"), "dom0's home directory is not backed up by qvm (back it up with tar)")
+	if plan.homeSkipped != "" {
+		env.warnf(env.progFor("qvm backup"), "dom0's home directory is not backed up: %s", plan.homeSkipped)
 	}
 	if len(plan.qubes) == 0 {
 		return fmt.Errorf("no qubes selected for backup")
@@ -231,6 +231,7 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 		Passphrase: pass, Params: params, Compressed: compressed, Filter: filter,
 		ChunkSize: chunk, BackupID: backup.NewBackupID(env.Now()),
 		Progress: prog.Add, Label: prog.Label,
+		Warn: func(msg string) { env.warnf(env.progFor("qvm backup"), "dom0 home: %s", msg) },
 	})
 	prog.Done()
 	if werr == nil {
@@ -263,7 +264,9 @@ type backupPlan struct {
 	rows        []summaryRow
 	notSelected []string
 	total       int64
-	dom0Skipped bool
+	// homeSkipped says why dom0 was selected but its home is not backed up.
+	homeSkipped string
+	homeRow     *summaryRow
 	closers     []func() error
 }
 
@@ -284,9 +287,23 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile, chunk int64)
 		plan.notSelected = notSel
 		paths := map[string]string{}
 		sizes := map[string]int64{}
+		var home *backup.Qube
 		for _, d := range sel {
 			if d.Class == "AdminVM" {
-				plan.dom0Skipped = true
+				q, row, bound, err := planHome(env, prof.DestinationPath, chunk)
+				if err != nil {
+					var refused *core.ValueError
+					if errors.As(err, &refused) {
+						return err
+					}
+					plan.homeSkipped = err.Error()
+					continue
+				}
+				home = q
+				plan.homeRow = &row
+				paths[d.Name()], sizes[d.Name()] = q.Files[0].Name, bound
+				plan.total += row.size
+				plan.names = append(plan.names, d.Name())
 				continue
 			}
 			dir := fmt.Sprintf("vm%d/", d.QID())
@@ -361,7 +378,12 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile, chunk int64)
 			paths[d.Name()], sizes[d.Name()] = dir, bound
 			plan.total += size
 		}
-		if plan.dom0Skipped {
+		if home != nil {
+			// dom0's home comes last, as in the reference.
+			plan.qubes = append(plan.qubes, *home)
+			plan.rows = append(plan.rows, *plan.homeRow)
+		}
+		if plan.homeSkipped != "" {
 			plan.notSelected = append([]string{"dom0"}, plan.notSelected...)
 		}
 		cp, err := core.Parse(app.Marshal(), "qubes.xml", app.StateDir, app.Host)
@@ -373,6 +395,26 @@ func planBackup(ctx context.Context, env *Env, prof *backupProfile, chunk int64)
 		return nil
 	})
 	return plan, err
+}
+
+// planHome is dom0's part of a backup: its user's home as the tree
+// dom0-home/<user>, last in the archive. An error is a reason to leave
+// the home out (with a warning), except the refusal to back the home up
+// into itself.
+func planHome(env *Env, dest string, chunk int64) (*backup.Qube, summaryRow, int64, error) {
+	u, err := env.dom0User()
+	if err != nil {
+		return nil, summaryRow{}, 0, err
+	}
+	if dest != "-" && insideDir(dest, u.Home) {
+		return nil, summaryRow{}, 0, stockErrorf("Can not backup dom0 home directory to itself!")
+	}
+	size, data, entries, err := backup.TreeUsage(u.Home)
+	if err != nil {
+		return nil, summaryRow{}, 0, fmt.Errorf("home directory of %s: %w", u.Name, err)
+	}
+	q := &backup.Qube{Name: "dom0", Files: []backup.File{{Name: backup.HomePrefix + u.Name, Tree: u.Home}}}
+	return q, summaryRow{"dom0", "User home", size, ""}, backup.TreeBound(data, entries, chunk), nil
 }
 
 // usage is the on-disk size of a file (st_blocks·512), the reference's

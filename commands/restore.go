@@ -163,12 +163,15 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 		}
 	}
 
-	items, err := planRestore(ctx, env, o, backupApp, names)
+	items, home, err := planRestore(ctx, env, o, backupApp, names)
 	if err != nil {
 		return err
 	}
-	fmt.Fprint(env.IO.Out, restoreSummary(backupApp, items))
+	fmt.Fprint(env.IO.Out, restoreSummary(backupApp, items, home))
 	if err := handleBroken(env, prog, o, items); err != nil {
+		return err
+	}
+	if err := handleHome(env, prog, o, home); err != nil {
 		return err
 	}
 	if o.passphraseFile == "" && !o.yes {
@@ -185,7 +188,10 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 			total += it.size
 		}
 	}
-	if len(byDir) == 0 {
+	if home != nil {
+		total += home.size
+	}
+	if len(byDir) == 0 && home == nil {
 		env.infof(prog, "-> Done. (nothing to restore)")
 		return nil
 	}
@@ -207,6 +213,13 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 	bar := newProgress(env, mode, "Restoring...", total)
 	counted.progress = bar.Add
 	open := func(name string, size int64) (io.WriteCloser, error) {
+		if strings.HasPrefix(name, backup.HomePrefix) {
+			if home == nil {
+				return nil, nil
+			}
+			bar.Label("dom0")
+			return home.open(ctx, env, name, o.verifyOnly)
+		}
 		cut := strings.LastIndexByte(name, '/') + 1
 		dir, file := name[:cut], name[cut:]
 		it := byDir[dir]
@@ -243,7 +256,10 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 		it.staged[file] = p
 		return backup.NewSparseFile(f, size), nil
 	}
-	err = arch.Extract(ctx, func(dir string) bool { return byDir[dir] != nil }, open)
+	if home != nil {
+		defer home.cleanup()
+	}
+	err = arch.Extract(ctx, func(dir string) bool { return byDir[dir] != nil || dir == backup.HomePrefix && home != nil }, open)
 	bar.Done()
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("restore interrupted; nothing was restored")
@@ -272,12 +288,20 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 			}
 		}
 	}
+	if home != nil && !home.seen {
+		return fmt.Errorf("unable to extract the qubes backup: %s%s (dom0's home) is missing from the archive (truncated or incomplete backup); nothing was restored", backup.HomePrefix, home.user)
+	}
 	if o.verifyOnly {
 		env.infof(prog, "-> Done. The backup verified correctly.")
 		return nil
 	}
 	if err := commitRestore(ctx, env, items); err != nil {
 		return err
+	}
+	if home != nil {
+		if err := home.commit(env); err != nil {
+			return err
+		}
 	}
 	env.infof(prog, "-> Done.")
 	env.infof(prog, "-> Please install updates for all the restored templates.")
@@ -318,16 +342,21 @@ func restoreFileKind(src *core.Domain, file string) string {
 	return ""
 }
 
-func planRestore(ctx context.Context, env *Env, o restoreOptions, bapp *core.App, names []string) ([]*restoreItem, error) {
+func planRestore(ctx context.Context, env *Env, o restoreOptions, bapp *core.App, names []string) ([]*restoreItem, *restoreHome, error) {
 	exclude := map[string]bool{}
 	for _, x := range o.exclude {
 		exclude[x] = true
 	}
 	var items []*restoreItem
+	var home *restoreHome
 	for _, d := range bapp.Domains() {
 		if d.Class == "AdminVM" {
 			if v, _ := d.Feature("backup-content"); v != "" && v != "0" && !strings.EqualFold(v, "false") && !o.skipDom0Home {
-				env.warnf(env.progFor("qvm restore"), "the backup holds dom0's home directory; qvm does not restore it (extract it with the emergency procedure)")
+				h, err := planHomeRestore(env, o, d)
+				if err != nil {
+					return nil, nil, err
+				}
+				home = h
 			}
 			continue
 		}
@@ -336,7 +365,7 @@ func planRestore(ctx context.Context, env *Env, o restoreOptions, bapp *core.App
 		}
 		path, _ := d.Feature("backup-path")
 		if !validBackupDir(path) {
-			return nil, fmt.Errorf("qubes.xml in the backup: qube %s has an invalid backup-path %q", d.Name(), path)
+			return nil, nil, fmt.Errorf("qubes.xml in the backup: qube %s has an invalid backup-path %q", d.Name(), path)
 		}
 		var size int64
 		if s, ok := d.Feature("backup-size"); ok {
@@ -359,7 +388,7 @@ func planRestore(ctx context.Context, env *Env, o restoreOptions, bapp *core.App
 			found = found || it.name == n
 		}
 		if !found {
-			return nil, fmt.Errorf("qube %s is not in the backup", n)
+			return nil, nil, fmt.Errorf("qube %s is not in the backup", n)
 		}
 	}
 	err := env.view(ctx, func(app *core.App) error {
@@ -443,7 +472,7 @@ func planRestore(ctx context.Context, env *Env, o restoreOptions, bapp *core.App
 		}
 		return nil
 	})
-	return items, err
+	return items, home, err
 }
 
 // validBackupDir: vmN/ (format 4, mangled format 3) or the qube's own
@@ -477,7 +506,7 @@ func renameFor(app *core.App, orig string, taken map[string]bool) string {
 }
 
 // restoreSummary is the stock table (spec/backup.md §11.4).
-func restoreSummary(bapp *core.App, items []*restoreItem) string {
+func restoreSummary(bapp *core.App, items []*restoreItem, home *restoreHome) string {
 	hdr := []string{"name", "type", "template", "netvm", "label"}
 	rows := [][]string{}
 	for _, it := range items {
@@ -496,6 +525,10 @@ func restoreSummary(bapp *core.App, items []*restoreItem) string {
 		}
 		label, _ := bapp.Get(it.src, "label")
 		rows = append(rows, []string{it.name, it.src.Class, tpl, netvm, label.S})
+	}
+	if home != nil {
+		label, _ := bapp.Get(home.src, "label")
+		rows = append(rows, []string{"dom0", home.src.Class, "n/a", "-", label.S})
 	}
 	w := make([]int, len(hdr))
 	for i, h := range hdr {
@@ -539,6 +572,13 @@ func restoreSummary(bapp *core.App, items []*restoreItem) string {
 			if it.newName != it.name {
 				fmt.Fprintf(&b, " <-- Will be renamed to '%s'", it.newName)
 			}
+		}
+		b.WriteByte('\n')
+	}
+	if home != nil {
+		line(rows[len(rows)-1])
+		if home.mismatch {
+			b.WriteString(" <-- username in backup and dom0 mismatch")
 		}
 		b.WriteByte('\n')
 	}
