@@ -45,7 +45,8 @@ func newBackupCmd(env *Env) *cobra.Command {
 qvm-backup-restore and the manual emergency procedure read. DEST is a
 directory (a qubes-<date> file is created in it), a file path, or - for
 standard output. Without VMNAME every qube with include_in_backups is
-backed up.`,
+backed up. With dom0 (selected by default) the home directory of dom0's
+user (the first member of group qubes, or QVM_DOM0_USER) is included.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBackup(cmd.Context(), env, cmd, o, args)
 		},
@@ -248,7 +249,10 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 	now := env.Now().Unix()
 	return env.update(ctx, func(app *core.App) error {
 		for _, name := range plan.names {
-			if d, err := app.Domain(name); err == nil {
+			// AdminVM has no backup_timestamp property (spec state.md
+			// §5.9): writing one would put an unknown property into
+			// dom0's entry, which a real qubesd would not load.
+			if d, err := app.Domain(name); err == nil && d.Class != "AdminVM" {
 				app.SetBackupTimestamp(d, now)
 			}
 		}

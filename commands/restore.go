@@ -46,7 +46,9 @@ func newRestoreCmd(env *Env) *cobra.Command {
 		Short: "Restore qubes from a Qubes backup (format 4 or 3)",
 		Long: `Restore qubes from a Qubes OS backup file (format 4, or format 3 from
 R3.x). Every chunk is authenticated before its data is used; the qubes
-are added to qubes.xml only after all their data arrived intact.`,
+are added to qubes.xml only after all their data arrived intact. dom0's
+home, when the backup holds it, goes into a new directory
+home-restore-<time> in the local dom0 user's home.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usagef("the following arguments are required: backup_location")

@@ -65,7 +65,6 @@ func handleHome(env *Env, prog string, o restoreOptions, h *restoreHome) error {
 		if !o.ignoreUsernameMismatch {
 			return &ExitError{Code: 1, Msg: "Skip restoring the dom0 home directory (--skip-dom0-home), or pass --ignore-username-mismatch to continue anyway."}
 		}
-		say("Continuing as directed.")
 	}
 	say(fmt.Sprintf("NOTE: dom0's home from the backup goes into a new directory 'home-restore-<current-time>' in %s; copy or move the files out of it before using them.", h.local.Home))
 	return nil

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -118,10 +119,24 @@ func TestRestoreRefusesHostileArchives(t *testing.T) {
 		rand.Read(data)
 		os.WriteFile(full, data, 0o600)
 	}
+	// dom0's home too: a few chunks of it, restored into home2.
+	home, home2 := filepath.Join(root, "home"), filepath.Join(root, "home2")
+	os.MkdirAll(filepath.Join(home, "docs"), 0o755)
+	os.MkdirAll(home2, 0o755)
+	homeData := make([]byte, 150<<10)
+	rand.Read(homeData)
+	os.WriteFile(filepath.Join(home, "docs/random.bin"), homeData, 0o600)
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("QVM_DOM0_USER", me.Username)
+	t.Setenv("QVM_DOM0_HOME", home)
 	pw := filepath.Join(root, "pw")
 	os.WriteFile(pw, []byte("right\n"), 0o600)
 	good := filepath.Join(root, "good")
-	mustQvm(t, "backup", "-y", "-p", pw, "--scrypt-params", "10:8:1", "--chunk-size", "64K", good, "tpl", "work")
+	mustQvm(t, "backup", "-y", "-p", pw, "--scrypt-params", "10:8:1", "--chunk-size", "64K", good, "tpl", "work", "dom0")
+	t.Setenv("QVM_DOM0_HOME", home2)
 	ms := readOuter(t, good)
 	hdr := string(ms[0].data)
 	id := strings.TrimSpace(hdr[strings.Index(hdr, "backup-id=")+len("backup-id="):])
@@ -238,6 +253,23 @@ func TestRestoreRefusesHostileArchives(t *testing.T) {
 			}
 			return out
 		}, want: "vm2/private.img of work is missing from the archive"},
+		{name: "dom0 home missing", archive: func() []outerMember {
+			var out []outerMember
+			for _, m := range clone() {
+				if !strings.HasPrefix(m.name, "dom0-home/") {
+					out = append(out, m)
+				}
+			}
+			return out
+		}, want: "dom0-home/" + me.Username + " (dom0's home) is missing from the archive"},
+		{name: "dom0 home renamed to another user", archive: func() []outerMember {
+			c := clone()
+			for i := range c {
+				c[i].name = strings.Replace(c[i].name, "dom0-home/"+me.Username+".", "dom0-home/other.", 1)
+			}
+			return c
+		}, want: "failed to decrypt dom0-home/other.000.enc"},
+		{name: "dom0 home last chunk missing", archive: func() []outerMember { return without(lastOf("dom0-home/" + me.Username + ".")) }, want: "dom0-home/" + me.Username + ": inner archive"},
 		{name: "truncated archive", raw: func() []byte {
 			b, _ := os.ReadFile(good)
 			return b[:len(b)*2/3]
@@ -299,5 +331,12 @@ func TestRestoreRefusesHostileArchives(t *testing.T) {
 		if !bytes.Equal(a, b) {
 			t.Errorf("%s differs after restore", p)
 		}
+	}
+	got, _ := filepath.Glob(filepath.Join(home2, "home-restore-*", "dom0-home", me.Username, "docs/random.bin"))
+	if len(got) != 1 {
+		t.Fatalf("restored home: %v", got)
+	}
+	if b, _ := os.ReadFile(got[0]); !bytes.Equal(b, homeData) {
+		t.Error("dom0 home file differs after restore")
 	}
 }

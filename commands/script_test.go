@@ -14,6 +14,11 @@ import (
 // TestMain lets the test binary act as qvm and as its qvm-* aliases, so the
 // scripts run the real command line in a child process.
 func TestMain(m *testing.M) {
+	// On a real dom0 a backup of dom0 would read the user's own home:
+	// tests name their dom0 user and home where they want one.
+	if os.Getenv("QVM_DOM0_HOME") == "" {
+		os.Setenv("QVM_DOM0_HOME", "/nonexistent/qvm-test-dom0-home")
+	}
 	// Concurrency and crash tests start this binary as qvm.
 	if os.Getenv("QVM_TEST_AS_QVM") == "1" {
 		os.Exit(Main(append([]string{"qvm"}, os.Args[1:]...), StdIO()))

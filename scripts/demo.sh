@@ -120,19 +120,25 @@ else
   echo "(qmemmand step skipped: it needs root and libvirt-daemon-driver-qemu)"
 fi
 # --- backup ---
-# Some data in work's private volume, a backup of work and its template
-# (progress bar on a terminal), a restore into a fresh state dir, and the
-# bytes compared.
+# Some data in work's private volume, a backup of work, its template and
+# dom0's home (a demo home for the user running this; progress bar on a
+# terminal), a restore into a fresh state dir, and the bytes compared.
 printf 'demo passphrase\n' > "$STATE/pw"
 dd if=/dev/urandom of="$STATE/appvms/work/private.img" bs=1M count=8 seek=100 conv=notrunc status=none
-mkdir -p "$STATE/backups"
-run "$QVM" backup -y -v -p "$STATE/pw" --scrypt-params 15:8:1 "$STATE/backups" fedora-41 work
+export QVM_DOM0_USER="$(id -un)"
+mkdir -p "$STATE/home/.config" "$STATE/restored-home" "$STATE/backups"
+echo 'alias ll="ls -l"' > "$STATE/home/.bashrc"
+echo 'demo=1' > "$STATE/home/.config/demo.conf"
+ln -s .bashrc "$STATE/home/bashrc-link"
+run env QVM_DOM0_HOME="$STATE/home" "$QVM" backup -y -v -p "$STATE/pw" --scrypt-params 15:8:1 "$STATE/backups" fedora-41 work dom0
 BACKUP=$(ls "$STATE"/backups/qubes-*)
 run tar -i -tvf "$BACKUP"
 run env QVM_STATE_DIR="$STATE/restored" "$QVM" init
-run env QVM_STATE_DIR="$STATE/restored" "$QVM" restore -p "$STATE/pw" "$BACKUP"
+run env QVM_STATE_DIR="$STATE/restored" QVM_DOM0_HOME="$STATE/restored-home" "$QVM" restore -p "$STATE/pw" "$BACKUP"
 run env QVM_STATE_DIR="$STATE/restored" "$QVM" ls
 cmp "$STATE/appvms/work/private.img" "$STATE/restored/appvms/work/private.img"
+diff -r --no-dereference "$STATE/home" "$STATE"/restored-home/home-restore-*/dom0-home/"$QVM_DOM0_USER"
+echo "dom0's home restored identically into $(ls -d "$STATE"/restored-home/home-restore-*)"
 test "$(QVM_STATE_DIR="$STATE/restored" "$QVM" prefs work memory)" = 800
 test "$(QVM_STATE_DIR="$STATE/restored" "$QVM" firewall work --raw | head -1)" = "action=drop proto=icmp"
 # Verify: the state loads, and what was set is there.
