@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -309,10 +310,11 @@ func TestExtractTreeRefusals(t *testing.T) {
 		{"duplicate", []*tar.Header{file("dom0-home/u/f"), file("dom0-home/u/f")}, "appears twice"},
 		{"file-over-dir", []*tar.Header{dir("dom0-home/u/d/"), file("dom0-home/u/d")}, "appears twice"},
 		{"dir-over-file", []*tar.Header{file("dom0-home/u/d"), dir("dom0-home/u/d/")}, "not a directory"},
+		{"over-size", []*tar.Header{file("dom0-home/u/a"), {Name: "dom0-home/u/b", Typeflag: tar.TypeReg, Size: 1 << 20}}, "more than the 1000 bytes its backup-size allows"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
-			_, err := ExtractTree(context.Background(), bytes.NewReader(hostileTree(t, tc.hdrs...)), root, TreeOptions{Prefix: "dom0-home/u", UID: -1, GID: -1})
+			_, err := ExtractTree(context.Background(), bytes.NewReader(hostileTree(t, tc.hdrs...)), root, TreeOptions{Prefix: "dom0-home/u", UID: -1, GID: -1, MaxBytes: 1000})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
@@ -400,4 +402,55 @@ func TestHomeTreeTruncated(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "truncated") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// FuzzExtractTree: any inner tar either extracts below the root or is
+// refused; nothing appears beside the root, and nothing panics.
+func FuzzExtractTree(f *testing.F) {
+	f.Add(hostileTreeSeed(&tar.Header{Name: "dom0-home/u/", Typeflag: tar.TypeDir, Mode: 0o755},
+		&tar.Header{Name: "dom0-home/u/a", Typeflag: tar.TypeReg, Size: 3, Mode: 0o644}))
+	f.Add(hostileTreeSeed(&tar.Header{Name: "dom0-home/u/l", Typeflag: tar.TypeSymlink, Linkname: "..", Mode: 0o777},
+		&tar.Header{Name: "dom0-home/u/l/x", Typeflag: tar.TypeReg, Size: 3, Mode: 0o644}))
+	f.Add(hostileTreeSeed(&tar.Header{Name: "dom0-home/u/a", Typeflag: tar.TypeReg, Size: 3, Mode: 0o644},
+		&tar.Header{Name: "dom0-home/u/h", Typeflag: tar.TypeLink, Linkname: "dom0-home/u/a"}))
+	base := f.TempDir()
+	n := 0
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// One directory per input under one TempDir: t.TempDir per input
+		// stalls the coverage-guided fuzzer.
+		n++
+		parent := filepath.Join(base, strconv.Itoa(n))
+		root := filepath.Join(parent, "root")
+		os.MkdirAll(root, 0o700)
+		defer os.RemoveAll(parent)
+		ExtractTree(context.Background(), bytes.NewReader(data), root, TreeOptions{Prefix: "dom0-home/u", UID: -1, GID: -1, MaxBytes: 1 << 20})
+		ents, _ := os.ReadDir(parent)
+		if len(ents) != 1 {
+			t.Fatalf("entries beside the root: %v", ents)
+		}
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type()&fs.ModeDevice != 0 {
+				t.Fatalf("device node %s", p)
+			}
+			if err == nil && d.Type().IsRegular() {
+				if fi, _ := d.Info(); fi != nil && fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+					t.Fatalf("setuid file %s", p)
+				}
+			}
+			return nil
+		})
+	})
+}
+
+func hostileTreeSeed(hdrs ...*tar.Header) []byte {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, h := range hdrs {
+		tw.WriteHeader(h)
+		if h.Typeflag == tar.TypeReg {
+			tw.Write(bytes.Repeat([]byte("x"), int(h.Size)))
+		}
+	}
+	tw.Close()
+	return b.Bytes()
 }

@@ -21,6 +21,20 @@ type TreeOptions struct {
 	UID, GID int
 	// Warn gets the entries that are left out (devices, unknown types).
 	Warn func(msg string)
+	// MaxBytes bounds the logical size of all files together (holes
+	// count: a crafted sparse member could otherwise make the restore
+	// read zeros for ever); 0 means no bound.
+	MaxBytes int64
+}
+
+// SizeLimitError is a tree larger than TreeOptions.MaxBytes.
+type SizeLimitError struct {
+	Name  string
+	Limit int64
+}
+
+func (e *SizeLimitError) Error() string {
+	return fmt.Sprintf("%s: the tree holds more than the %d bytes its backup-size allows", e.Name, e.Limit)
 }
 
 // TreeStats counts what ExtractTree made.
@@ -85,6 +99,9 @@ func ExtractTree(ctx context.Context, r io.Reader, root string, o TreeOptions) (
 			dirs = append(dirs, dirMeta{comps, mode, mtime})
 			stats.Dirs++
 		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+			if o.MaxBytes > 0 && h.Size > o.MaxBytes-stats.Bytes {
+				return stats, &SizeLimitError{Name: h.Name, Limit: o.MaxBytes}
+			}
 			n, err := x.file(comps, tr, h.Size, mode, mtime, buf)
 			if err != nil {
 				return stats, fmt.Errorf("%s: %w", h.Name, err)

@@ -220,7 +220,7 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 				return nil, nil
 			}
 			bar.Label("dom0")
-			return home.open(ctx, env, name, o.verifyOnly)
+			return home.open(ctx, env, name, o.verifyOnly, o.ignoreSizeLimit)
 		}
 		cut := strings.LastIndexByte(name, '/') + 1
 		dir, file := name[:cut], name[cut:]

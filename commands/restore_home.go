@@ -72,7 +72,7 @@ func handleHome(env *Env, prog string, o restoreOptions, h *restoreHome) error {
 
 // open starts the extraction of the home tree (or, verifying only, lets
 // Extract read it through).
-func (h *restoreHome) open(ctx context.Context, env *Env, name string, verifyOnly bool) (io.WriteCloser, error) {
+func (h *restoreHome) open(ctx context.Context, env *Env, name string, verifyOnly, ignoreSizeLimit bool) (io.WriteCloser, error) {
 	if name != backup.HomePrefix+h.user {
 		return nil, fmt.Errorf("the archive holds %s, but its qubes.xml says dom0's home is %s%s", name, backup.HomePrefix, h.user)
 	}
@@ -89,8 +89,16 @@ func (h *restoreHome) open(ctx context.Context, env *Env, name string, verifyOnl
 		return nil, fmt.Errorf("dom0 home restore: %w", err)
 	}
 	h.staging = st
+	// backup-size bounds the apparent size of the home's files in our
+	// backups; the stock writer's is the disk usage, so a home with big
+	// sparse files may need --ignore-size-limit. The slack covers
+	// directories and small-file rounding.
+	var limit int64
+	if !ignoreSizeLimit {
+		limit = h.size + 1<<30
+	}
 	h.sink = backup.NewTreeSink(ctx, st, backup.TreeOptions{
-		Prefix: name, UID: h.local.UID, GID: h.local.GID,
+		Prefix: name, UID: h.local.UID, GID: h.local.GID, MaxBytes: limit,
 		Warn: func(msg string) { env.warnf(env.progFor("qvm restore"), "dom0 home: %s", msg) },
 	})
 	return h.sink, nil

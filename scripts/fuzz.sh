@@ -24,6 +24,7 @@ TARGETS="
 ./backup FuzzOuterTarRegular outer tar: regular members only
 ./backup FuzzInnerTar inner tar and PAX sparse reader
 ./backup FuzzOpenArchive whole archive (open and extract)
+./backup FuzzExtractTree dom0 home tree extraction (stays below its root)
 ./memd FuzzRequest qmemman socket request parser
 ./memd FuzzDomRequest qmemman per-domain request parser and balloon sizes
 ./memd FuzzAlgoInput qmemmand algo --input JSON
