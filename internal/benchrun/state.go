@@ -18,6 +18,7 @@ var sections = []section{
 	{"Devices: qvm device list, assign and unassign", benchDevices},
 	{"qmemmand: idle memory, balancing pass, socket latency", benchMemd},
 	{"Backup and restore: qvm vs the reference-style pipeline", benchBackup},
+	{"dom0 home backup and restore: qvm vs the reference-style pipeline", benchHome},
 }
 
 func benchState(r *runner) (string, error) {

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+)
+
+// benchHome measures a backup and a restore of dom0's home (a tree of
+// many small files) next to the reference-style pipeline on the same
+// tree with the same scrypt parameters: `tar -c --sparse --xform | gzip |
+// split | scrypt enc` per chunk, and `scrypt dec` per chunk, then
+// `gzip -d | tar -x`.
+func benchHome(r *runner) (string, error) {
+	for _, tool := range []string{"scrypt", "tar", "gzip", "split"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Sprintf("skipped: %s missing (deps/backup.deb)\n", tool), nil
+		}
+	}
+	me, err := user.Current()
+	if err != nil {
+		return "", err
+	}
+	const params = "17:8:1"
+	dir := filepath.Join(r.tmp, "home")
+	defer os.RemoveAll(dir)
+	parent := filepath.Join(dir, "src")
+	home := filepath.Join(parent, me.Username)
+	files, size, err := fillHome(home)
+	if err != nil {
+		return "", err
+	}
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("bench passphrase\n"), 0o600); err != nil {
+		return "", err
+	}
+	env := []string{"QVM_STATE_DIR=" + filepath.Join(dir, "state"), "QVM_CONFIG=/nonexistent", "QVM_RUN_DIR=" + filepath.Join(dir, "run"),
+		"QVM_DOM0_USER=" + me.Username, "QVM_DOM0_HOME=" + home}
+	if _, err := runTimed(env, dir, r.qvm, "init", "--reflink", "no"); err != nil {
+		return "", err
+	}
+	_ = exec.Command("sync").Run()
+	qb, err := runTimed(env, dir, r.qvm, "backup", "-y", "-q", "-p", pw, "--scrypt-params", params, filepath.Join(dir, "qvm.backup"), "dom0")
+	if err != nil {
+		return "", err
+	}
+	refDir := filepath.Join(dir, "ref")
+	os.MkdirAll(refDir, 0o755)
+	rb, err := runTimed([]string{"HOMEUSER=" + me.Username}, refDir, "bash", "-c", refHomeBackupScript, "bash", parent, filepath.Join(dir, "ref.backup"), "bench passphrase")
+	if err != nil {
+		return "", err
+	}
+	restoreHome := filepath.Join(dir, "restored-home")
+	os.MkdirAll(restoreHome, 0o755)
+	denv := []string{"QVM_STATE_DIR=" + filepath.Join(dir, "dst"), "QVM_CONFIG=/nonexistent", "QVM_RUN_DIR=" + filepath.Join(dir, "run2"),
+		"QVM_DOM0_USER=" + me.Username, "QVM_DOM0_HOME=" + restoreHome}
+	if _, err := runTimed(denv, dir, r.qvm, "init", "--reflink", "no"); err != nil {
+		return "", err
+	}
+	qr, err := runTimed(denv, dir, r.qvm, "restore", "-q", "-p", pw, filepath.Join(dir, "qvm.backup"))
+	if err != nil {
+		return "", err
+	}
+	got, _ := filepath.Glob(filepath.Join(restoreHome, "home-restore-*", "dom0-home", me.Username))
+	if len(got) != 1 || !sameTree(home, got[0]) {
+		return "", fmt.Errorf("qvm restore of the home: trees differ (%v)", got)
+	}
+	refOut := filepath.Join(dir, "refrestore")
+	os.MkdirAll(refOut, 0o755)
+	rr, err := runTimed([]string{"HOMEUSER=" + me.Username}, refOut, "bash", "-c", refHomeRestoreScript, "bash", filepath.Join(dir, "ref.backup"), "bench passphrase")
+	if err != nil {
+		return "", err
+	}
+	if !sameTree(home, filepath.Join(refOut, "dom0-home", me.Username)) {
+		return "", fmt.Errorf("reference restore of the home: trees differ")
+	}
+	title := fmt.Sprintf("%d files, %d MiB", files, size>>20)
+	var b strings.Builder
+	fmt.Fprintf(&b, "dom0's home (%s of text-like files in nested directories) backed up with gzip and restored, scrypt parameters %s for both sides. qvm: `qvm backup -y dom0` and `qvm restore` (whole processes). Reference-style: `tar -Pc --sparse -C PARENT --xform=s:^USER:dom0-home/\\0: USER | gzip | split -b 100M`, then `scrypt enc` per chunk; restore: `tar -i -x`, `scrypt dec` per chunk, `cat | gzip -d | tar -x`. One run each; RSS as above.\n\n", title, params)
+	b.WriteString("| tree | step | qvm | reference-style | ratio | qvm peak RSS | reference peak RSS |\n|---|---|---|---|---|---|---|\n")
+	row := func(step string, q, ref timed) {
+		fmt.Fprintf(&b, "| %s | %s | %s (%s) | %s (%s) | %.1fx | %s | %s |\n", title, step,
+			secs(q.el), rate(size, q.el), secs(ref.el), rate(size, ref.el), ref.el.Seconds()/q.el.Seconds(), mib(q.rss), mib(ref.rss))
+	}
+	row("backup", qb, rb)
+	row("restore", qr, rr)
+	return b.String(), nil
+}
+
+// fillHome writes a home-like tree: 200 directories of text-like files
+// from 1 to 32 KiB, and a few larger ones.
+func fillHome(home string) (files int, size int64, err error) {
+	rnd := rand.New(rand.NewSource(3))
+	words := strings.Fields("alias export config profile desktop mail notes draft report qube vm backup music photo cache thumbnail index history bookmark")
+	for d := 0; d < 200; d++ {
+		sub := filepath.Join(home, fmt.Sprintf("dir%03d", d/20), fmt.Sprintf("sub%02d", d%20))
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			return 0, 0, err
+		}
+		for f := 0; f < 50; f++ {
+			n := 1024 + rnd.Intn(31*1024)
+			if f == 0 && d%10 == 0 {
+				n = 8 << 20
+			}
+			var sb strings.Builder
+			for sb.Len() < n {
+				fmt.Fprintf(&sb, "%d %s %s %s\n", rnd.Intn(100000), words[rnd.Intn(len(words))], words[rnd.Intn(len(words))], words[rnd.Intn(len(words))])
+			}
+			if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("file%02d.txt", f)), []byte(sb.String()[:n]), 0o644); err != nil {
+				return 0, 0, err
+			}
+			files++
+			size += int64(n)
+		}
+	}
+	return files, size, nil
+}
+
+// sameTree compares two trees with diff -r (contents and names).
+func sameTree(a, b string) bool {
+	return exec.Command("diff", "-r", "-q", "--no-dereference", a, b).Run() == nil
+}
+
+const refHomeBackupScript = `set -e +H
+parent=$1; out=$2; pass=$3
+id=20260101T000000-1
+printf 'version=4\nencrypted=True\ncompressed=True\ncompression-filter=gzip\nhmac-algorithm=scrypt\nbackup-id=%s\n' $id > backup-header
+echo "backup-header!$pass" | scrypt enc --logN 17 -r 8 -p 1 -P backup-header backup-header.hmac
+tar -cO --posix backup-header backup-header.hmac > "$out"
+mkdir -p dom0-home
+tar -Pc --sparse -C "$parent" --xform="s:^$HOMEUSER:dom0-home/\0:" "$HOMEUSER" | gzip | split -b 100M -d -a 3 - "dom0-home/$HOMEUSER."
+for f in $(ls dom0-home/ | sort -V); do
+  echo "$id!dom0-home/$f!$pass" | scrypt enc --logN 17 -r 8 -p 1 -P "dom0-home/$f" "dom0-home/$f.enc"
+  rm "dom0-home/$f"
+  tar -cO --posix "dom0-home/$f.enc" >> "$out"
+  rm "dom0-home/$f.enc"
+done
+`
+
+const refHomeRestoreScript = `set -e +H
+in=$1; pass=$2
+id=20260101T000000-1
+tar -i -xf "$in"
+echo "backup-header!$pass" | scrypt dec -P backup-header.hmac backup-header.verified
+cmp -s backup-header backup-header.verified
+for f in $(ls dom0-home/*.enc | sort -V); do
+  echo "$id!${f%.enc}!$pass" | scrypt dec -P "$f" "${f%.enc}"
+  rm "$f"
+done
+cat $(ls dom0-home/$HOMEUSER.* | sort -V) | gzip -d | tar -x --sparse -f -
+`
