@@ -404,6 +404,13 @@ func (a *Archive) V3App(stateDir string, host core.Host) (*core.App, error) {
 		case "QubesTemplateHVm":
 			class = "TemplateVM"
 			extra["virt_mode"] = "hvm"
+		case "QubesAdminVm":
+			// Only its home can be in a backup: dom0-home/<user>.
+			if v.attr("backup_content") == "True" {
+				fmt.Fprintf(&b, "<domain id=\"domain-0\" class=\"AdminVM\">\n<properties>\n<property name=\"label\">black</property>\n</properties>\n<features>\n<feature name=\"backup-content\">1</feature>\n<feature name=\"backup-path\">%s</feature>\n<feature name=\"backup-size\">%s</feature>\n</features>\n</domain>\n",
+					esc(strings.TrimSuffix(v.attr("backup_path"), "/")), esc(v.attr("backup_size")))
+			}
+			continue
 		default:
 			continue // dom0 and DisposableVMs are not restored
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,6 +25,7 @@ func TestRestoreFormat3(t *testing.T) {
 		os.MkdirAll(filepath.Join(work, d), 0o755)
 	}
 	os.WriteFile(filepath.Join(work, "qubes.xml"), []byte(`<QubesVmCollection default_template="1">
+  <QubesAdminVm qid="0" name="dom0" label="black" backup_content="True" backup_path="dom0-home/user" backup_size="8192"/>
   <QubesTemplateVm qid="1" name="fedora-23" label="black" template_qid="none" backup_content="True" backup_path="vm4" backup_size="1000"/>
   <QubesAppVm qid="2" name="work" label="blue" template_qid="1" uses_default_netvm="True" backup_content="True" backup_path="vm3" backup_size="2000" vcpus="2"/>
 </QubesVmCollection>
@@ -35,6 +37,9 @@ func TestRestoreFormat3(t *testing.T) {
 	rand.Read(rootImg)
 	os.WriteFile(filepath.Join(work, "vm4/root.img"), rootImg, 0o644)
 	os.WriteFile(filepath.Join(work, "vm4/private.img"), []byte("tpl"), 0o644)
+	// dom0's home, as R3 archived it: a tree renamed to dom0-home/user.
+	os.MkdirAll(filepath.Join(root, "homes/user/.config"), 0o755)
+	os.WriteFile(filepath.Join(root, "homes/user/.config/r3.conf"), []byte("from R3\n"), 0o644)
 	script := `set -e
 pass=$1; out=$2
 printf 'version=3\nhmac-algorithm=SHA512\ncrypto-algorithm=aes-256-cbc\nencrypted=True\ncompressed=True\ncompression-filter=gzip\n' > backup-header
@@ -47,6 +52,9 @@ tar -c vm3/private.img | enc | split -b 100K -d -a 3 - vm3/private.img.
 for f in $(ls vm3/private.img.[0-9]* | sort -V); do add $f; done
 tar -c vm4/. | enc | split -b 100M -d -a 3 - vm4/..
 for f in $(ls vm4/..[0-9]* | sort -V); do add $f; done
+mkdir -p dom0-home
+tar -c -C ../homes --xform 's:^user:dom0-home/\0:' user | enc | split -b 100M -d -a 3 - dom0-home/user.
+for f in $(ls dom0-home/user.[0-9]* | sort -V); do add $f; done
 `
 	archive := filepath.Join(root, "r3backup")
 	cmd := exec.Command("bash", "-c", script, "bash", "r3 pass", archive)
@@ -60,7 +68,20 @@ for f in $(ls vm4/..[0-9]* | sort -V); do add $f; done
 	mustQvm(t, "init", "--reflink", "no")
 	pw := filepath.Join(root, "pw")
 	os.WriteFile(pw, []byte("r3 pass\n"), 0o600)
-	out := mustQvm(t, "restore", "-p", pw, archive)
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(root, "home")
+	os.MkdirAll(home, 0o755)
+	t.Setenv("QVM_DOM0_USER", me.Username)
+	t.Setenv("QVM_DOM0_HOME", home)
+	out := mustQvm(t, "restore", "--ignore-username-mismatch", "-p", pw, archive)
+	if got, _ := filepath.Glob(filepath.Join(home, "home-restore-*/dom0-home/user/.config/r3.conf")); len(got) != 1 {
+		t.Errorf("dom0 home from R3 not restored: %v", got)
+	} else if b, _ := os.ReadFile(got[0]); string(b) != "from R3\n" {
+		t.Errorf("r3.conf = %q", b)
+	}
 	if !strings.Contains(out, " work |      AppVM | fedora-23 |") {
 		t.Errorf("summary:\n%s", out)
 	}
