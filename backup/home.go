@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -192,13 +191,8 @@ func writeTreeFile(ctx context.Context, tw *tar.Writer, raw io.Writer, h *tar.He
 	}
 	var out io.Writer = tw
 	if data+4*block < size {
-		m := sparseMap(ext, size)
-		var text strings.Builder
-		text.WriteString(strconv.Itoa(len(m)) + "\n")
-		for _, e := range m {
-			fmt.Fprintf(&text, "%d\n%d\n", e.off, e.len)
-		}
-		mapLen := int64(text.Len()) + padLen(int64(text.Len()))
+		text, _ := sparseMapText(sparseMap(ext, size))
+		mapLen := int64(len(text)) + padLen(int64(len(text)))
 		// archive/tar drops GNU.sparse records, so this member is written
 		// by hand after the previous one's padding.
 		if err := tw.Flush(); err != nil {
@@ -212,7 +206,7 @@ func writeTreeFile(ctx context.Context, tw *tar.Writer, raw io.Writer, h *tar.He
 		if err := writeHeader(raw, th); err != nil {
 			return err
 		}
-		if err := writePadded(raw, []byte(text.String())); err != nil {
+		if err := writePadded(raw, []byte(text)); err != nil {
 			return err
 		}
 		out = raw

@@ -261,21 +261,12 @@ done`, 1)
 // hostileTree is an inner tar built member by member.
 func hostileTree(t *testing.T, hdrs ...*tar.Header) []byte {
 	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
 	for _, h := range hdrs {
 		if h.Mode == 0 {
 			h.Mode = 0o644
 		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			tw.Write(bytes.Repeat([]byte("x"), int(h.Size)))
-		}
 	}
-	tw.Close()
-	return b.Bytes()
+	return hostileTreeSeed(hdrs...)
 }
 
 // Nothing a crafted tree holds gets written outside the destination.

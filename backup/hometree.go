@@ -315,13 +315,18 @@ func (x *treeExtractor) symlink(comps []string, target string, mtime unix.Timesp
 	if target == "" || strings.IndexByte(target, 0) >= 0 || len(target) > maxTreeName {
 		return formatErr("refused symlink target %q", target)
 	}
+	return x.node(comps, mtime, func(pfd int, base string) error { return unix.Symlinkat(target, pfd, base) })
+}
+
+// node makes a symlink or fifo with mk, then gives it its owner and time.
+func (x *treeExtractor) node(comps []string, mtime unix.Timespec, mk func(pfd int, base string) error) error {
 	pfd, err := x.parent(comps, true)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(pfd)
 	base := comps[len(comps)-1]
-	if err := unix.Symlinkat(target, pfd, base); err != nil {
+	if err := mk(pfd, base); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("appears twice in the archive")
 		}
@@ -357,22 +362,9 @@ func (x *treeExtractor) link(old, comps []string) error {
 }
 
 func (x *treeExtractor) fifo(comps []string, mode uint32, mtime unix.Timespec) error {
-	pfd, err := x.parent(comps, true)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(pfd)
-	base := comps[len(comps)-1]
 	// The mode goes in at creation (the umask applies): a chmod by name
 	// afterwards could be redirected by a symlink swapped in meanwhile.
-	if err := unix.Mknodat(pfd, base, unix.S_IFIFO|mode, 0); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("appears twice in the archive")
-		}
-		return err
-	}
-	x.chown(pfd, base)
-	return unix.UtimesNanoAt(pfd, base, []unix.Timespec{mtime, mtime}, unix.AT_SYMLINK_NOFOLLOW)
+	return x.node(comps, mtime, func(pfd int, base string) error { return unix.Mknodat(pfd, base, unix.S_IFIFO|mode, 0) })
 }
 
 func (x *treeExtractor) finishDir(comps []string, mode uint32, mtime unix.Timespec) error {

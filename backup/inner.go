@@ -65,19 +65,26 @@ func sparseMap(ext []extent, size int64) []extent {
 	return m
 }
 
+// sparseMapText is the map's text form ("<count>\n" then "<off>\n<len>\n"
+// per entry) and the data bytes it describes.
+func sparseMapText(m []extent) (string, int64) {
+	var text strings.Builder
+	text.WriteString(strconv.Itoa(len(m)) + "\n")
+	var data int64
+	for _, e := range m {
+		fmt.Fprintf(&text, "%d\n%d\n", e.off, e.len)
+		data += e.len
+	}
+	return text.String(), data
+}
+
 // writeSparseMember writes a one-member inner tar for a volume image in
 // PAX GNU.sparse 1.0 format (what the reference's tarwriter writes for
 // block devices): GNU tar, Go's archive/tar and the stock restore read it.
 func writeSparseMember(ctx context.Context, w io.Writer, name string, f *os.File, size int64, ext []extent, buf []byte, done func(int64)) error {
 	m := sparseMap(ext, size)
-	var text strings.Builder
-	text.WriteString(strconv.Itoa(len(m)) + "\n")
-	var dataLen int64
-	for _, e := range m {
-		fmt.Fprintf(&text, "%d\n%d\n", e.off, e.len)
-		dataLen += e.len
-	}
-	mapLen := int64(text.Len()) + padLen(int64(text.Len()))
+	text, dataLen := sparseMapText(m)
+	mapLen := int64(len(text)) + padLen(int64(len(text)))
 	dir, base := "", name
 	if i := strings.LastIndexByte(name, '/'); i >= 0 {
 		dir, base = name[:i+1], name[i+1:]
@@ -91,7 +98,7 @@ func writeSparseMember(ctx context.Context, w io.Writer, name string, f *os.File
 	if err := writeHeader(w, h); err != nil {
 		return err
 	}
-	if err := writePadded(w, []byte(text.String())); err != nil {
+	if err := writePadded(w, []byte(text)); err != nil {
 		return err
 	}
 	for _, e := range m {
