@@ -108,13 +108,13 @@ func writeTree(ctx context.Context, w io.Writer, name, root string, o Options, b
 		h.ModTime = fi.ModTime().Truncate(time.Second)
 		h.AccessTime, h.ChangeTime = time.Time{}, time.Time{}
 		h.Format = tar.FormatUnknown
+		var id inode
 		if st != nil && fi.Mode().IsRegular() && st.Nlink > 1 {
-			id := inode{uint64(st.Dev), st.Ino}
+			id = inode{uint64(st.Dev), st.Ino}
 			if first, ok := links[id]; ok {
 				h.Typeflag, h.Linkname, h.Size = tar.TypeLink, first, 0
 				return tw.WriteHeader(h)
 			}
-			links[id] = arch
 		}
 		if !fi.Mode().IsRegular() {
 			if err := tw.WriteHeader(h); err != nil {
@@ -125,7 +125,13 @@ func writeTree(ctx context.Context, w io.Writer, name, root string, o Options, b
 			}
 			return nil
 		}
-		return writeTreeFile(ctx, tw, w, h, p, buf, progress, warn)
+		written, err := writeTreeFile(ctx, tw, w, h, p, buf, progress, warn)
+		if written && id != (inode{}) {
+			// Later names of this file become hard links to this one
+			// (only once it is in the archive).
+			links[id] = arch
+		}
+		return err
 	}
 	walk = func(dir, arch string) error {
 		ents, err := os.ReadDir(dir)
@@ -170,20 +176,20 @@ func writeTree(ctx context.Context, w io.Writer, name, root string, o Options, b
 // becomes a PAX GNU.sparse 1.0 member (map, then the data runs). A file
 // that shrinks while it is read is padded with zeros to the size in its
 // header and one that grows is cut there, with a warning, as tar does.
-func writeTreeFile(ctx context.Context, tw *tar.Writer, raw io.Writer, h *tar.Header, p string, buf []byte, progress func(int64), warn func(string)) error {
+func writeTreeFile(ctx context.Context, tw *tar.Writer, raw io.Writer, h *tar.Header, p string, buf []byte, progress func(int64), warn func(string)) (bool, error) {
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		warn(fmt.Sprintf("%s: removed before it was read", p))
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer f.Close()
 	size := h.Size
 	ext, err := dataExtents(f, size)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var data int64
 	for _, e := range ext {
@@ -196,7 +202,7 @@ func writeTreeFile(ctx context.Context, tw *tar.Writer, raw io.Writer, h *tar.He
 		// archive/tar drops GNU.sparse records, so this member is written
 		// by hand after the previous one's padding.
 		if err := tw.Flush(); err != nil {
-			return err
+			return false, err
 		}
 		dir, base := path.Split(h.Name)
 		th := tarHeader{Name: dir + "GNUSparseFile.0/" + base, Size: mapLen + data, Mode: h.Mode,
@@ -204,16 +210,16 @@ func writeTreeFile(ctx context.Context, tw *tar.Writer, raw io.Writer, h *tar.He
 			PAX: [][2]string{{"GNU.sparse.major", "1"}, {"GNU.sparse.minor", "0"},
 				{"GNU.sparse.name", h.Name}, {"GNU.sparse.realsize", strconv.FormatInt(size, 10)}}}
 		if err := writeHeader(raw, th); err != nil {
-			return err
+			return false, err
 		}
 		if err := writePadded(raw, []byte(text)); err != nil {
-			return err
+			return false, err
 		}
 		out = raw
 	} else {
 		ext = []extent{{0, size}}
 		if err := tw.WriteHeader(h); err != nil {
-			return err
+			return false, err
 		}
 	}
 	changed := false
@@ -221,19 +227,19 @@ func writeTreeFile(ctx context.Context, tw *tar.Writer, raw io.Writer, h *tar.He
 	for _, e := range ext {
 		for off := e.off; off < e.off+e.len; {
 			if err := ctx.Err(); err != nil {
-				return err
+				return false, err
 			}
 			n := min(int64(len(buf)), e.off+e.len-off)
 			got, err := f.ReadAt(buf[:n], off)
 			if err != nil && err != io.EOF {
-				return err
+				return false, err
 			}
 			if int64(got) < n {
 				changed = true
 				clear(buf[got:n])
 			}
 			if _, err := out.Write(buf[:n]); err != nil {
-				return err
+				return false, err
 			}
 			written += n
 			progress(n)
@@ -245,7 +251,7 @@ func writeTreeFile(ctx context.Context, tw *tar.Writer, raw io.Writer, h *tar.He
 	}
 	if out == raw {
 		_, err = raw.Write(zeros[:padLen(written)])
-		return err
+		return err == nil, err
 	}
-	return nil
+	return true, nil
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/qvm-dev/qvm/backup"
 	"github.com/qvm-dev/qvm/core"
 )
@@ -112,8 +114,10 @@ func (h *restoreHome) commit(env *Env) error {
 	if err := os.Chown(h.staging, h.local.UID, h.local.GID); err != nil {
 		return fmt.Errorf("dom0 home restore: %w", err)
 	}
-	if err := os.Rename(h.staging, h.final); err != nil {
-		return fmt.Errorf("dom0 home restore: %w", err)
+	// RENAME_NOREPLACE: a directory of that name made meanwhile (even
+	// an empty one, which a plain rename replaces) is never touched.
+	if err := unix.Renameat2(unix.AT_FDCWD, h.staging, unix.AT_FDCWD, h.final, unix.RENAME_NOREPLACE); err != nil {
+		return fmt.Errorf("dom0 home restore: %s: %w", h.final, err)
 	}
 	h.staging = ""
 	s := h.sink.Stats
