@@ -8,12 +8,22 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/qvm-dev/qvm/core/virt"
+	"github.com/qvm-dev/qvm/core/virt/lvconn"
 	"github.com/qvm-dev/qvm/internal/scripttest"
 )
 
 // TestMain lets the test binary act as qvm and as its qvm-* aliases, so the
 // scripts run the real command line in a child process.
 func TestMain(m *testing.M) {
+	// Started by qvm (this binary, below) as its hypervisor helper.
+	if os.Getenv(virt.EnvHelperChild) == "1" {
+		os.Exit(lvconn.Main(os.Args[1:]))
+	}
+	// qvm in this process and in the children below finds its helper here.
+	if os.Getenv("QVM_VIRT_HELPER") == "" {
+		os.Setenv("QVM_VIRT_HELPER", os.Args[0])
+	}
 	// Concurrency and crash tests start this binary as qvm.
 	if os.Getenv("QVM_TEST_AS_QVM") == "1" {
 		os.Exit(Main(append([]string{"qvm"}, os.Args[1:]...), StdIO()))

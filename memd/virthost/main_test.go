@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/qvm-dev/qvm/core/virt"
+	"github.com/qvm-dev/qvm/core/virt/lvconn"
 	"github.com/qvm-dev/qvm/memd"
 	"github.com/qvm-dev/qvm/memd/virtclient"
 )
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) {
 	if uri := os.Getenv("MEMD_TEST_HOLDER_URI"); uri != "" {
 		// As qvm start: load the embedded driver (kept until exit), then
 		// ask qmemmand for memory.
-		c, err := virt.Open(context.Background(), virt.Config{URI: uri, LockTimeout: time.Minute})
+		c, err := lvconn.Open(context.Background(), virt.Config{URI: uri, LockTimeout: time.Minute})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -54,7 +55,7 @@ func TestMain(m *testing.M) {
 // guestsChild creates a transient domain from each XML file argument, or
 // with "destroy" destroys every domain.
 func guestsChild(uri string, args []string) error {
-	c, err := virt.Open(context.Background(), virt.Config{URI: uri, LockTimeout: time.Minute})
+	c, err := lvconn.Open(context.Background(), virt.Config{URI: uri, LockTimeout: time.Minute})
 	if err != nil {
 		return err
 	}
