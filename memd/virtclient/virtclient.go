@@ -17,21 +17,20 @@ package virtclient
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/qvm-dev/qvm/core/virt"
 	"github.com/qvm-dev/qvm/memd"
 )
 
@@ -304,9 +303,11 @@ func (h *Host) Watch(ctx context.Context, notify func()) error {
 }
 
 // RootHeldBy reports whether process pid has the embedded driver's root
-// loaded: libvirt in that process holds a lock on run/qemu/driver.pid.
+// loaded: libvirt in that process, or in its child (qvm's hypervisor
+// helper, qvm-virt), holds a lock on run/qemu/driver.pid.
 func (h *Host) RootHeldBy(pid int) bool {
-	return h.rootHolder() == pid
+	holder := h.rootHolder()
+	return holder != 0 && (holder == pid || parentPid(holder) == pid)
 }
 
 // RootBusy reports whether another process has the embedded root loaded.
@@ -322,33 +323,28 @@ func (h *Host) rootHolder() int {
 		uri = h.uri
 	}
 	h.mu.Unlock()
-	root := embedRoot(uri)
+	root := virt.EmbedRoot(uri)
 	if root == "" {
 		return 0
 	}
-	return driverHolder(root)
+	return virt.DriverHolder(root)
 }
 
-// embedRoot is the root of a qemu:///embed?root=DIR URI, "" otherwise.
-func embedRoot(uri string) string {
-	u, err := url.Parse(uri)
-	if err != nil || u.Scheme != "qemu" || u.Path != "/embed" {
-		return ""
-	}
-	return u.Query().Get("root")
-}
-
-// driverHolder is the pid holding the write lock on the root's
-// run/qemu/driver.pid, 0 when none.
-func driverHolder(root string) int {
-	f, err := os.Open(filepath.Join(root, "run", "qemu", "driver.pid"))
+// parentPid is a process's parent (from /proc/PID/stat), 0 if unknown.
+func parentPid(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
-	lk := unix.Flock_t{Type: unix.F_WRLCK}
-	if err := unix.FcntlFlock(f.Fd(), unix.F_GETLK, &lk); err != nil || lk.Type == unix.F_UNLCK {
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
 		return 0
 	}
-	return int(lk.Pid)
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	p, _ := strconv.Atoi(f[1])
+	return p
 }
