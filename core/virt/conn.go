@@ -180,13 +180,19 @@ func (c *Conn) DetachDevice(ctx context.Context, name, devXML string) error {
 
 // WaitHalted polls until the domain is no longer active or ctx ends.
 func (c *Conn) WaitHalted(ctx context.Context, name string, poll time.Duration) error {
+	return WaitHalted(ctx, poll, func() (State, error) { return c.State(ctx, name) })
+}
+
+// WaitHalted polls state every poll (default 100 ms) until it is no
+// longer active or ctx ends.
+func WaitHalted(ctx context.Context, poll time.Duration, state func() (State, error)) error {
 	if poll <= 0 {
 		poll = 100 * time.Millisecond
 	}
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
-		st, err := c.State(ctx, name)
+		st, err := state()
 		if err != nil {
 			return err
 		}

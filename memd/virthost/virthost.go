@@ -127,21 +127,9 @@ func (h *Host) Watch(ctx context.Context, notify func()) error {
 // ErrNoEvents: events need a connection that is held between passes.
 var ErrNoEvents = virtclient.ErrNoEvents
 
-var eventLoop sync.Once
-
 // StartEventLoop registers libvirt's default event loop (needed for
 // lifecycle events); call it before the first connection.
-func StartEventLoop() {
-	eventLoop.Do(func() {
-		if err := libvirt.EventRegisterDefaultImpl(); err != nil {
-			return
-		}
-		go func() {
-			for libvirt.EventRunDefaultImpl() == nil {
-			}
-		}()
-	})
-}
+func StartEventLoop() { lvconn.StartEventLoop() }
 
 type session struct {
 	h     *Host

@@ -36,9 +36,10 @@ func (c *Conn) Embedded() bool { return virt.EmbedRoot(c.URI) != "" }
 
 var eventLoop sync.Once
 
-// startEventLoop registers libvirt's default event loop once per process;
-// the embedded driver needs one to watch its QEMU monitors.
-func startEventLoop() {
+// StartEventLoop registers libvirt's default event loop once per process;
+// the embedded driver needs one to watch its QEMU monitors, lifecycle
+// events need one too.
+func StartEventLoop() {
 	eventLoop.Do(func() {
 		if err := libvirt.EventRegisterDefaultImpl(); err != nil {
 			return
@@ -103,7 +104,7 @@ func Open(ctx context.Context, cfg virt.Config) (*Conn, error) {
 			os.Setenv("LIBVIRT_LOG_OUTPUTS", "3:file:"+filepath.Join(logDir, "libvirt.log"))
 		}
 	}
-	startEventLoop()
+	StartEventLoop()
 	lv, err := libvirt.NewConnect(uri)
 	if err != nil {
 		c.unlock()

@@ -66,7 +66,7 @@ func TestTestDriverLifecycle(t *testing.T) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := c.WaitHalted(wctx, "work", 10*time.Millisecond); err != nil {
+	if err := virt.WaitHalted(wctx, 10*time.Millisecond, func() (virt.State, error) { return c.State("work") }); err != nil {
 		t.Fatal(err)
 	}
 	expect(virt.Halted)

@@ -5,7 +5,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"time"
 
 	"libvirt.org/go/libvirt"
 
@@ -202,29 +201,6 @@ func (c *Conn) Undefine(name string) error {
 	return nil
 }
 
-// WaitHalted polls until the domain is no longer active or ctx ends.
-func (c *Conn) WaitHalted(ctx context.Context, name string, poll time.Duration) error {
-	if poll <= 0 {
-		poll = 100 * time.Millisecond
-	}
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	for {
-		st, err := c.State(name)
-		if err != nil {
-			return err
-		}
-		if !st.Active() {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
-
 // XMLDesc is the live XML of a domain (for tests and debugging).
 func (c *Conn) XMLDesc(name string) (string, error) {
 	d, err := c.lookup(name)
@@ -240,25 +216,23 @@ func (c *Conn) XMLDesc(name string) (string, error) {
 // persistent definition is rebuilt from qubes.xml at every start); the
 // error is libvirt's message.
 func (c *Conn) AttachDevice(name, devXML string) error {
-	d, err := c.lookup(name)
-	if err != nil {
-		return err
-	}
-	defer d.Free()
-	if err := d.AttachDeviceFlags(devXML, libvirt.DOMAIN_DEVICE_MODIFY_LIVE); err != nil {
-		return &messageError{lverr(err)}
-	}
-	return nil
+	return c.live(name, func(d *libvirt.Domain) error { return d.AttachDeviceFlags(devXML, libvirt.DOMAIN_DEVICE_MODIFY_LIVE) })
 }
 
 // DetachDevice unplugs a device from the running domain.
 func (c *Conn) DetachDevice(name, devXML string) error {
+	return c.live(name, func(d *libvirt.Domain) error { return d.DetachDeviceFlags(devXML, libvirt.DOMAIN_DEVICE_MODIFY_LIVE) })
+}
+
+// live runs a device change on the domain; its error reads as libvirt's
+// message alone.
+func (c *Conn) live(name string, fn func(*libvirt.Domain) error) error {
 	d, err := c.lookup(name)
 	if err != nil {
 		return err
 	}
 	defer d.Free()
-	if err := d.DetachDeviceFlags(devXML, libvirt.DOMAIN_DEVICE_MODIFY_LIVE); err != nil {
+	if err := fn(d); err != nil {
 		return &messageError{lverr(err)}
 	}
 	return nil
