@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -266,6 +267,10 @@ func startHelper(ctx context.Context, path string, cfg Config) (*pipe, error) {
 	cmd := exec.Command(path, "serve")
 	cmd.Env = append(os.Environ(), EnvHelperChild+"=1")
 	cmd.Stderr = os.Stderr
+	// Its own process group: a terminal's ^C goes to qvm, which decides
+	// (a command that cleans up on SIGINT still needs the hypervisor);
+	// the helper ends when qvm closes its stdin or exits.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -18,6 +21,17 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
+		os.Exit(0)
+	}
+	if os.Getenv("VIRT_TEST_OPEN_AND_EXIT") == "1" {
+		// As a qvm that dies without closing: print the helper's pid.
+		c, err := Open(context.Background(), Config{URI: "fake:///ok", Helper: os.Args[0]})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		pid, _ := c.State(context.Background(), "pid")
+		fmt.Println(pid)
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -43,6 +57,8 @@ func (f *fakeHV) State(name string) (State, error) {
 		time.Sleep(time.Hour)
 	case "crash":
 		os.Exit(3)
+	case "pid":
+		return State(strconv.Itoa(os.Getpid())), nil
 	}
 	if s, ok := f.running[name]; ok {
 		return s, nil
@@ -190,4 +206,29 @@ func TestWireErrorText(t *testing.T) {
 	if !errors.Is(EncodeError(fmt.Errorf("x: %w", context.Canceled)).Err(), context.Canceled) {
 		t.Error("context.Canceled lost")
 	}
+}
+
+// A qvm that exits without closing takes its helper with it (the pipe
+// ends), so the embedded driver and its lock never outlive the command.
+func TestHelperEndsWithQvm(t *testing.T) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "VIRT_TEST_OPEN_AND_EXIT=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil || pid <= 0 {
+		t.Fatalf("helper pid %q", out)
+	}
+	for i := 0; i < 500; i++ {
+		if err := syscall.Kill(pid, 0); err != nil {
+			return
+		}
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); strings.Contains(string(b), ") Z ") {
+			return // exited; its parent, gone, left it to init
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("helper %d still runs 5 s after its qvm exited", pid)
 }
