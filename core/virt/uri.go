@@ -23,6 +23,10 @@ type Config struct {
 	// StateDir is the Qubes state directory; the embedded driver's root is
 	// StateDir/libvirt.
 	StateDir string `json:"state_dir,omitempty"`
+	// LockHeld: the caller already holds the lock beside the embedded
+	// root for this connection (qvm does, for its helper), so Open must
+	// not take it.
+	LockHeld bool `json:"lock_held,omitempty"`
 	// LockTimeout bounds the wait for the embedded root's lock (default 30s).
 	LockTimeout time.Duration `json:"lock_timeout,omitempty"`
 	// Helper is the path of the hypervisor helper (qvm-virt) that Open
@@ -123,7 +127,7 @@ func LockRoot(ctx context.Context, root string, timeout time.Duration) (*flock.F
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	fl := flock.New(strings.TrimRight(root, "/")+".lock", flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
+	fl := flock.New(lockPath(root), flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
 	lctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	holder := 0
@@ -189,3 +193,47 @@ func PrepareRoot(root string) error {
 	}
 	return nil
 }
+
+// LockedBy reports whether process pid holds the lock beside an embedded
+// root (ROOT.lock): one of its open files is that file and carries a
+// flock (/proc/PID/fdinfo lists an open file's locks).
+func LockedBy(root string, pid int) bool {
+	want, err := os.Stat(lockPath(root))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		fi, err := os.Stat(filepath.Join(dir, e.Name()))
+		if err != nil || !os.SameFile(fi, want) {
+			continue
+		}
+		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, e.Name()))
+		if err == nil && strings.Contains(string(info), "FLOCK") && strings.Contains(string(info), "WRITE") {
+			return true
+		}
+	}
+	return false
+}
+
+// LockBusy reports whether the lock beside an embedded root is held, by
+// any open file but those of this process that hold it (it tries the lock
+// and lets it go at once).
+func LockBusy(root string) bool {
+	f, err := os.Open(lockPath(root))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return false
+}
+
+func lockPath(root string) string { return strings.TrimRight(root, "/") + ".lock" }

@@ -6,7 +6,9 @@
 // is required for the embedded QEMU driver: a process that connected to it
 // once keeps the driver (and the root's pid file) loaded until it exits,
 // and libvirt refuses a 17th embedded connection in one process. A child
-// per session takes qvm's lock, connects, answers, and exits.
+// per session takes qvm's lock, connects, answers, and exits; for a
+// request from a qvm that holds that lock and waits for the answer
+// (memd.WithLentLock) it uses the requester's lock instead.
 //
 // The pipe protocol is one JSON object a line: the child first sends a
 // hello (or an error), then answers each request in order. Where the
@@ -40,6 +42,9 @@ const (
 	EnvStateDir = "QMEMMAND_HELPER_STATE_DIR"
 	EnvBudget   = "QMEMMAND_HELPER_BUDGET"
 	EnvLock     = "QMEMMAND_HELPER_LOCK_TIMEOUT"
+	// EnvLockHeld=1: the requester holds the embedded root's lock for
+	// this session (memd.WithLentLock); the helper must not take it.
+	EnvLockHeld = "QMEMMAND_HELPER_LOCK_HELD"
 )
 
 // Request is one line from qmemmand to a helper.
@@ -114,6 +119,9 @@ func (h *Host) open(ctx context.Context) (*session, error) {
 	cmd.Env = append(append(os.Environ(), h.opts.Env...),
 		EnvURI+"="+h.opts.URI, EnvStateDir+"="+h.opts.StateDir,
 		EnvBudget+"="+strconv.FormatInt(h.opts.Budget, 10), EnvLock+"="+h.opts.LockTimeout.String())
+	if memd.LentLock(ctx) {
+		cmd.Env = append(cmd.Env, EnvLockHeld+"=1")
+	}
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -310,24 +318,44 @@ func (h *Host) RootHeldBy(pid int) bool {
 	return holder != 0 && (holder == pid || parentPid(holder) == pid)
 }
 
-// RootBusy reports whether another process has the embedded root loaded.
+// RootLockedBy reports whether process pid holds the lock beside the
+// embedded root while no process has the driver loaded.
+func (h *Host) RootLockedBy(pid int) bool {
+	root := h.root()
+	return root != "" && virt.DriverHolder(root) == 0 && virt.LockedBy(root, pid)
+}
+
+// RootBusy reports whether another process has the embedded root loaded,
+// or holds the lock beside it.
 func (h *Host) RootBusy() bool {
-	p := h.rootHolder()
-	return p != 0 && p != os.Getpid()
+	root := h.root()
+	if root == "" {
+		return false
+	}
+	self := os.Getpid()
+	if p := virt.DriverHolder(root); p != 0 && p != self {
+		return true
+	}
+	return virt.LockBusy(root)
 }
 
 func (h *Host) rootHolder() int {
+	root := h.root()
+	if root == "" {
+		return 0
+	}
+	return virt.DriverHolder(root)
+}
+
+// root is the embedded root, "" for other drivers.
+func (h *Host) root() string {
 	uri := h.opts.URI
 	h.mu.Lock()
 	if h.uri != "" {
 		uri = h.uri
 	}
 	h.mu.Unlock()
-	root := virt.EmbedRoot(uri)
-	if root == "" {
-		return 0
-	}
-	return virt.DriverHolder(root)
+	return virt.EmbedRoot(uri)
 }
 
 // parentPid is a process's parent (from /proc/PID/stat), 0 if unknown.

@@ -21,13 +21,21 @@ func TestMain(m *testing.M) {
 	}
 	if uri := os.Getenv("MEMD_TEST_HOLDER_URI"); uri != "" {
 		// As qvm start: load the embedded driver (kept until exit), then
-		// ask qmemmand for memory.
-		c, err := lvconn.Open(context.Background(), virt.Config{URI: uri, LockTimeout: time.Minute})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+		// ask qmemmand for memory; with MEMD_TEST_LOCK_ONLY=1 as qvm start
+		// does now: hold the lock beside the root, not the driver.
+		if os.Getenv("MEMD_TEST_LOCK_ONLY") == "1" {
+			if _, err := virt.LockRoot(context.Background(), virt.EmbedRoot(uri), time.Minute); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+		} else {
+			c, err := lvconn.Open(context.Background(), virt.Config{URI: uri, LockTimeout: time.Minute})
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			c.Close()
 		}
-		c.Close()
 		for _, a := range os.Args[2:] {
 			n, _ := strconv.ParseInt(a, 10, 64)
 			g, err := memd.RequestMemory(context.Background(), os.Args[1], n)

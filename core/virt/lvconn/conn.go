@@ -80,11 +80,13 @@ func Open(ctx context.Context, cfg virt.Config) (*Conn, error) {
 		c.lv = lv
 		return c, nil
 	}
-	fl, err := virt.LockRoot(ctx, root, cfg.LockTimeout)
-	if err != nil {
-		return nil, err
+	if !cfg.LockHeld {
+		fl, err := virt.LockRoot(ctx, root, cfg.LockTimeout)
+		if err != nil {
+			return nil, err
+		}
+		c.lock = fl
 	}
-	c.lock = fl
 	embeddedConns.Lock()
 	defer embeddedConns.Unlock()
 	if lv, ok := embeddedConns.m[root]; ok {
