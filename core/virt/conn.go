@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gofrs/flock"
 )
 
 // Conn is a hypervisor connection, held by a helper process (qvm-virt)
@@ -22,6 +24,12 @@ import (
 type Conn struct {
 	URI string
 	be  backend
+	// With the embedded driver qvm itself holds the lock beside the root
+	// (from Open to Close) and the helper only the driver, so Release can
+	// let the driver go without letting another process in.
+	lock *flock.Flock
+	path string // the helper, for a start after Release
+	cfg  Config
 }
 
 type backend interface {
@@ -73,15 +81,47 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 		}
 		return &Conn{URI: cfg.URI, be: &local{h: h}}, nil
 	}
-	path := cfg.Helper
-	if path == "" {
-		path = HelperPath()
+	c := &Conn{URI: cfg.URI, path: cfg.Helper, cfg: cfg}
+	if c.path == "" {
+		c.path = HelperPath()
 	}
-	p, err := startHelper(ctx, path, cfg)
+	if root := EmbedRoot(cfg.URI); root != "" {
+		if _, err := helperExists(c.path); err != nil {
+			return nil, err
+		}
+		fl, err := LockRoot(ctx, root, cfg.LockTimeout)
+		if err != nil {
+			return nil, err
+		}
+		c.lock, c.cfg.LockHeld = fl, true
+	}
+	p, err := startHelper(ctx, c.path, c.cfg)
 	if err != nil {
+		c.unlock()
 		return nil, err
 	}
-	return &Conn{URI: cfg.URI, be: p}, nil
+	c.be = p
+	return c, nil
+}
+
+func (c *Conn) unlock() {
+	if c.lock != nil {
+		_ = c.lock.Unlock()
+		c.lock = nil
+	}
+}
+
+// Release lets the embedded driver go (the helper exits) while qvm keeps
+// the lock beside the root, so that qmemmand, which qvm then asks for
+// memory, can open the root under that lock; the next call starts the
+// helper again. Other drivers and in-process connections stay as they are.
+func (c *Conn) Release() error {
+	if c == nil || c.lock == nil || c.be == nil {
+		return nil
+	}
+	err := c.be.close()
+	c.be = nil
+	return err
 }
 
 // Driver is the hypervisor family of this connection.
@@ -90,19 +130,32 @@ func (c *Conn) Driver() string { return Driver(c.URI) }
 // Embedded reports whether this is the embedded QEMU driver.
 func (c *Conn) Embedded() bool { return EmbedRoot(c.URI) != "" }
 
-// Close ends the connection (and the helper). Later calls fail.
+// Close ends the connection (and the helper) and releases the lock beside
+// an embedded root. Later calls fail.
 func (c *Conn) Close() error {
-	if c == nil || c.be == nil {
+	if c == nil {
 		return nil
 	}
-	err := c.be.close()
-	c.be = nil
+	var err error
+	if c.be != nil {
+		err = c.be.close()
+	}
+	c.be, c.path = nil, ""
+	c.unlock()
 	return err
 }
 
 var errClosed = errors.New("hypervisor connection closed")
 
 func (c *Conn) call(ctx context.Context, req Request) (Response, error) {
+	if c.be == nil && c.lock != nil && c.path != "" {
+		// Released: the driver again, under the lock still held.
+		p, err := startHelper(ctx, c.path, c.cfg)
+		if err != nil {
+			return Response{}, err
+		}
+		c.be = p
+	}
 	if c.be == nil {
 		return Response{}, errClosed
 	}
@@ -257,12 +310,20 @@ type pipe struct {
 	werr   error
 }
 
-func startHelper(ctx context.Context, path string, cfg Config) (*pipe, error) {
-	if _, err := os.Stat(path); err != nil {
+func helperExists(path string) (os.FileInfo, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("hypervisor helper %s is missing (install %s next to qvm, or name it with QVM_VIRT_HELPER)", path, HelperName)
 		}
 		return nil, fmt.Errorf("hypervisor helper: %w", err)
+	}
+	return fi, nil
+}
+
+func startHelper(ctx context.Context, path string, cfg Config) (*pipe, error) {
+	if _, err := helperExists(path); err != nil {
+		return nil, err
 	}
 	cmd := exec.Command(path, "serve")
 	cmd.Env = append(os.Environ(), EnvHelperChild+"=1")

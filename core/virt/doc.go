@@ -11,8 +11,9 @@
 // with the command releases it.
 //
 // It owns the choice of the connection URI, the lock that keeps the
-// embedded driver's root to one process at a time (the helper holds it
-// while the driver is loaded), the small set of domain operations qvm
+// embedded driver's root to one process at a time (qvm holds it from Open
+// to Close, its helper loads the driver under it; Release lets the driver
+// go while the lock stays, for qmemmand), the small set of domain operations qvm
 // needs (define, create paused, resume, pause, shutdown, destroy, power
 // state, device hot-plug) and the domain XML: spec.go computes a Spec from
 // a qube by the reference's rules (spec/start.md §4), xml.go lays it out
@@ -23,7 +24,7 @@
 // storage: callers pass the volumes' block devices in SpecInput.
 //
 //	c, err := virt.Open(ctx, virt.Config{URI: "", StateDir: "/var/lib/qubes"})
-//	defer c.Close()                     // the helper exits: the root is free
+//	defer c.Close()                     // the helper exits, the lock is free
 //	states, _ := c.States(ctx)          // name → Running, Paused, …
 //	spec, _ := virt.NewSpec(app, d, virt.SpecInput{VolumeDisk: ...})
 //	_, err = c.CreatePaused(ctx, c.DomainXML(spec, virt.QEMUOptions{}))

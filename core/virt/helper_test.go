@@ -232,3 +232,59 @@ func TestHelperEndsWithQvm(t *testing.T) {
 	}
 	t.Fatalf("helper %d still runs 5 s after its qvm exited", pid)
 }
+
+// With the embedded driver qvm holds the lock beside the root itself;
+// Release ends the helper (the driver) but not the lock, and the next
+// call starts a new helper under it.
+func TestHelperReleaseKeepsLock(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "libvirt")
+	c, err := Open(ctx, Config{URI: "qemu:///embed?root=" + root, Helper: os.Args[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	locked := func(what string) {
+		t.Helper()
+		if !LockedBy(root, os.Getpid()) || LockedBy(root, os.Getppid()) {
+			t.Fatalf("%s: LockedBy(this process) false, or true for its parent", what)
+		}
+		if fl, err := LockRoot(ctx, root, 30*time.Millisecond); err == nil {
+			fl.Unlock()
+			t.Fatalf("%s: the root's lock is free", what)
+		}
+	}
+	pid1, err := c.State(ctx, "pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	locked("connected")
+	if err := c.Release(); err != nil {
+		t.Fatal(err)
+	}
+	locked("released")
+	if n, _ := strconv.Atoi(string(pid1)); syscall.Kill(n, 0) == nil {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n)); !strings.Contains(string(b), ") Z ") {
+			t.Fatalf("helper %s still runs after Release", pid1)
+		}
+	}
+	pid2, err := c.State(ctx, "pid")
+	if err != nil || pid2 == pid1 {
+		t.Fatalf("after Release: pid %q %v, want a new helper (was %s)", pid2, err, pid1)
+	}
+	locked("again")
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if LockedBy(root, os.Getpid()) {
+		t.Fatal("LockedBy(this process) after Close")
+	}
+	fl, err := LockRoot(ctx, root, 30*time.Millisecond)
+	if err != nil {
+		t.Fatalf("after Close: %v", err)
+	}
+	fl.Unlock()
+	if _, err := c.States(ctx); err == nil {
+		t.Fatal("a call after Close started a helper")
+	}
+}
