@@ -21,10 +21,11 @@ func (env *Env) virtConfig() (virt.Config, error) {
 // kept until the command ends (closeVirt). It lives in a helper process
 // (qvm-virt, see core/virt), so qvm itself never loads libvirt. With the
 // embedded driver libvirt keeps the driver and its root until the process
-// that loaded it exits, so the helper holds the lock beside the root as
-// long (other qvm processes wait for it); Open returns once the helper has
-// the lock, and qvm takes it before the qubes.xml lock (see
-// holdHypervisor), never after, so the two locks cannot deadlock.
+// that loaded it exits, so qvm holds the lock beside the root from Open to
+// the command's end (other qvm processes wait for it) and its helper loads
+// the driver under it; qvm takes that lock before the qubes.xml lock (see
+// holdHypervisor), never after, so the two locks cannot deadlock. qvm
+// start lets the driver go (Release) while it waits for qmemmand.
 func (env *Env) virt(ctx context.Context) (*virt.Conn, error) {
 	if env.vconn != nil {
 		return env.vconn, nil
@@ -53,7 +54,8 @@ func (env *Env) holdHypervisor(ctx context.Context) {
 }
 
 // closeVirt ends the command's hypervisor connection: the helper exits,
-// which releases the embedded driver and its lock for the next command.
+// which releases the embedded driver, and qvm lets the lock beside its
+// root go, for the next command.
 func (env *Env) closeVirt() {
 	if env.vconn != nil {
 		if err := env.vconn.Close(); err != nil && env.log != nil {
