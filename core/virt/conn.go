@@ -23,7 +23,9 @@ import (
 // the driver and the lock beside its root for the next process.
 type Conn struct {
 	URI string
-	be  backend
+
+	mu sync.Mutex // be, lock, path: one request at a time
+	be backend
 	// With the embedded driver qvm itself holds the lock beside the root
 	// (from Open to Close) and the helper only the driver, so Release can
 	// let the driver go without letting another process in.
@@ -116,7 +118,12 @@ func (c *Conn) unlock() {
 // memory, can open the root under that lock; the next call starts the
 // helper again. Other drivers and in-process connections stay as they are.
 func (c *Conn) Release() error {
-	if c == nil || c.lock == nil || c.be == nil {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lock == nil || c.be == nil {
 		return nil
 	}
 	err := c.be.close()
@@ -136,6 +143,8 @@ func (c *Conn) Close() error {
 	if c == nil {
 		return nil
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var err error
 	if c.be != nil {
 		err = c.be.close()
@@ -148,6 +157,8 @@ func (c *Conn) Close() error {
 var errClosed = errors.New("hypervisor connection closed")
 
 func (c *Conn) call(ctx context.Context, req Request) (Response, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.be == nil && c.lock != nil && c.path != "" {
 		// Released: the driver again, under the lock still held.
 		p, err := startHelper(ctx, c.path, c.cfg)

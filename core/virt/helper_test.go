@@ -288,3 +288,29 @@ func TestHelperReleaseKeepsLock(t *testing.T) {
 		t.Fatal("a call after Close started a helper")
 	}
 }
+
+// Requests from several goroutines take turns on the one pipe.
+func TestHelperConcurrentCalls(t *testing.T) {
+	c, err := openHelper(t, "fake:///ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		go func() {
+			for j := 0; j < 20; j++ {
+				if st, err := c.States(context.Background()); err != nil || st["work"] != Running {
+					errs <- fmt.Errorf("States = %v %v", st, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
