@@ -24,7 +24,8 @@ deps:
 	@./deps/start-user.sh
 
 build: deps
-	$(GO) build -o bin/qvm ./cmd/qvm
+	CGO_ENABLED=0 $(GO) build -o bin/qvm ./cmd/qvm
+	$(GO) build -o bin/qvm-virt ./cmd/qvm-virt
 	CGO_ENABLED=0 $(GO) build -o bin/qmemmand ./cmd/qmemmand
 	$(GO) build -o bin/qmemmand-virt ./cmd/qmemmand-virt
 	@$(MAKE) --no-print-directory docs
@@ -82,7 +83,7 @@ demo: build
 
 install: build
 	install -d $(BINDIR) $(MANDIR) $(BASHDIR) $(ZSHDIR) $(FISHDIR)
-	install -m 0755 bin/qvm bin/qmemmand bin/qmemmand-virt $(BINDIR)/
+	install -m 0755 bin/qvm bin/qvm-virt bin/qmemmand bin/qmemmand-virt $(BINDIR)/
 	for a in $$(./bin/qvm gen-docs --list-aliases); do ln -sf qvm $(BINDIR)/$$a; done
 	install -m 0644 man/*.1 $(MANDIR)/
 	install -m 0644 completions/qvm.bash $(BASHDIR)/qvm

@@ -2,9 +2,6 @@ package commands
 
 import (
 	"context"
-	"fmt"
-
-	"libvirt.org/go/libvirt"
 
 	"github.com/qvm-dev/qvm/core/devices"
 	"github.com/qvm-dev/qvm/core/virt"
@@ -67,45 +64,32 @@ func (h *deviceHV) LiveXML(ctx context.Context, vm string) (string, error) {
 	if c == nil {
 		return "", &virt.NotRunningError{Name: vm}
 	}
-	return c.XMLDesc(vm)
-}
-
-func (h *deviceHV) domain(ctx context.Context, vm string) (*libvirt.Domain, error) {
-	c, err := h.open(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if c == nil {
-		return nil, &virt.NotRunningError{Name: vm}
-	}
-	return c.Libvirt().LookupDomainByName(vm)
+	return c.XMLDesc(ctx, vm)
 }
 
 // AttachDevice implements devices.Hypervisor: a live hot-plug only (the
 // persistent definition is rebuilt from qubes.xml at every start).
 func (h *deviceHV) AttachDevice(ctx context.Context, vm, xml string) error {
-	d, err := h.domain(ctx, vm)
+	c, err := h.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer d.Free()
-	if err := d.AttachDeviceFlags(xml, libvirt.DOMAIN_DEVICE_MODIFY_LIVE); err != nil {
-		return fmt.Errorf("%s", virt.Message(err))
+	if c == nil {
+		return &virt.NotRunningError{Name: vm}
 	}
-	return nil
+	return c.AttachDevice(ctx, vm, xml)
 }
 
 // DetachDevice implements devices.Hypervisor.
 func (h *deviceHV) DetachDevice(ctx context.Context, vm, xml string) error {
-	d, err := h.domain(ctx, vm)
+	c, err := h.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer d.Free()
-	if err := d.DetachDeviceFlags(xml, libvirt.DOMAIN_DEVICE_MODIFY_LIVE); err != nil {
-		return fmt.Errorf("%s", virt.Message(err))
+	if c == nil {
+		return &virt.NotRunningError{Name: vm}
 	}
-	return nil
+	return c.DetachDevice(ctx, vm, xml)
 }
 
 // Flavor implements devices.Hypervisor.

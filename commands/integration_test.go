@@ -14,6 +14,7 @@ import (
 
 	"github.com/qvm-dev/qvm/core"
 	"github.com/qvm-dev/qvm/core/store"
+	"github.com/qvm-dev/qvm/core/virt"
 	"github.com/qvm-dev/qvm/storage"
 )
 
@@ -428,6 +429,11 @@ func TestIntegrationRealQubes(t *testing.T) {
 
 // fakeQmemmand answers every request with reply and records them.
 func fakeQmemmand(t *testing.T, path, reply string) chan string {
+	return fakeQmemmandAt(t, path, reply, nil)
+}
+
+// fakeQmemmandAt is fakeQmemmand calling atRequest as each request comes.
+func fakeQmemmandAt(t *testing.T, path, reply string, atRequest func()) chan string {
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -441,6 +447,9 @@ func fakeQmemmand(t *testing.T, path, reply string) chan string {
 				return
 			}
 			line, _ := bufio.NewReader(c).ReadString('\n')
+			if atRequest != nil {
+				atRequest()
+			}
 			got <- strings.TrimSpace(line)
 			c.Write([]byte(reply + "\n"))
 			// The client keeps the connection while it creates the domain.
@@ -505,13 +514,20 @@ func TestIntegrationStartFailures(t *testing.T) {
 		sock := r.qmemman
 		r.qmemman = filepath.Join(t.TempDir(), "ok.sock")
 		defer func() { r.qmemman = sock }()
-		got := fakeQmemmand(t, r.qmemman, "OK")
+		// While qvm start waits for qmemmand it holds the lock beside the
+		// embedded root but not the driver, so qmemmand can balloon.
+		root := filepath.Join(r.state, "libvirt")
+		driver, lock := -1, false
+		got := fakeQmemmandAt(t, r.qmemman, "OK", func() { driver, lock = virt.DriverHolder(root), virt.LockBusy(root) })
 		_, errs, code := r.qvm("start", "small")
 		if code != 0 || strings.Contains(errs, "qmemmand") {
 			t.Fatalf("start with qmemmand answering OK: exit %d, %q", code, errs)
 		}
 		if req := <-got; req != "210239488" {
 			t.Errorf("memory request %q", req)
+		}
+		if driver != 0 || !lock {
+			t.Errorf("at the memory request: driver held by %d, lock held %v; want the lock only", driver, lock)
 		}
 		r.expectPower("small", "Running")
 		r.ok("kill", "small")

@@ -113,7 +113,7 @@ func (h *hv) afterStop(ctx context.Context, d *core.Domain) {
 	if err := h.st.Stop(ctx, d); err != nil {
 		h.env.warnf(d.Name(), "storage stop failed: %v", err)
 	}
-	_ = h.conn.Undefine(d.Name())
+	_ = h.conn.Undefine(ctx, d.Name())
 	h.env.freeLoops(d.Name())
 	if d.Class == "DispVM" {
 		if v, _ := h.app.Get(d, "auto_cleanup"); v.Bool() {
@@ -281,15 +281,15 @@ func (h *hv) start(ctx context.Context, d *core.Domain, chain []string) error {
 		h.stopStorage(ctx, d)
 		return err
 	}
-	if _, err := h.conn.CreatePaused(domXML); err != nil {
+	if _, err := h.conn.CreatePaused(ctx, domXML); err != nil {
 		h.stopStorage(ctx, d)
 		return h.libvirtError(d, err)
 	}
 	h.setState(d, virt.Paused)
 	release() // qmemmand may balance again: the domain exists
 	// (C) steps: kill; the storage stop follows as for any stop.
-	if err := h.conn.Resume(name); err != nil {
-		_ = h.conn.Destroy(name)
+	if err := h.conn.Resume(ctx, name); err != nil {
+		_ = h.conn.Destroy(ctx, name)
 		h.setState(d, virt.Halted)
 		h.stopStorage(ctx, d)
 		return h.libvirtError(d, err)
@@ -308,7 +308,7 @@ func (h *hv) stopStorage(ctx context.Context, d *core.Domain) {
 	if err := h.st.Stop(ctx, d); err != nil {
 		h.env.warnf(d.Name(), "storage stop after a failed start: %v", err)
 	}
-	_ = h.conn.Undefine(d.Name())
+	_ = h.conn.Undefine(ctx, d.Name())
 }
 
 func (h *hv) libvirtError(d *core.Domain, err error) error {
@@ -435,7 +435,7 @@ func (e *NotRunningError) Error() string { return e.Msg }
 
 // requestShutdown is spec/start.md §6 steps 1-4 for one qube: refusals,
 // then destroy (paused, forced) or the guest's power button.
-func (h *hv) requestShutdown(d *core.Domain, force bool) error {
+func (h *hv) requestShutdown(ctx context.Context, d *core.Domain, force bool) error {
 	name := d.Name()
 	if d.Class == "AdminVM" {
 		return errors.New("Cannot shutdown Dom0 fake domain!")
@@ -465,9 +465,9 @@ func (h *hv) requestShutdown(d *core.Domain, force bool) error {
 	}
 	var err error
 	if st == virt.Paused {
-		err = h.conn.Destroy(name)
+		err = h.conn.Destroy(ctx, name)
 	} else {
-		err = h.conn.Shutdown(name)
+		err = h.conn.Shutdown(ctx, name)
 	}
 	var nr *virt.NotRunningError
 	if errors.As(err, &nr) {
@@ -487,7 +487,7 @@ func (h *hv) kill(ctx context.Context, d *core.Domain) error {
 	if !h.state(d).Active() {
 		return &NotRunningError{Msg: fmt.Sprintf("Domain is powered off: '%s'", d.Name())}
 	}
-	if err := h.conn.Destroy(d.Name()); err != nil {
+	if err := h.conn.Destroy(ctx, d.Name()); err != nil {
 		var nr *virt.NotRunningError
 		if !errors.As(err, &nr) {
 			return errors.New(virt.Message(err))

@@ -12,6 +12,7 @@ import (
 	"github.com/qvm-dev/qvm/core"
 	"github.com/qvm-dev/qvm/core/store"
 	"github.com/qvm-dev/qvm/core/virt"
+	"github.com/qvm-dev/qvm/core/virt/lvconn"
 )
 
 // inProc runs qvm in this process against libvirt's test driver. The
@@ -21,7 +22,7 @@ type inProc struct {
 	t     *testing.T
 	state string
 	run   string
-	hold  *virt.Conn
+	hold  *lvconn.Conn
 }
 
 func newInProc(t *testing.T) *inProc {
@@ -32,7 +33,10 @@ func newInProc(t *testing.T) *inProc {
 	t.Setenv("QVM_CONFIG", "/nonexistent")
 	t.Setenv("QVM_LIBVIRT_URI", "test:///default")
 	t.Setenv("QVM_QMEMMAN_SOCKET", filepath.Join(dir, "qmemman.sock"))
-	hold, err := virt.Open(context.Background(), virt.Config{URI: "test:///default"})
+	// In process, so the commands' connection shares hold's test driver.
+	virt.SetInProcess(lvconn.OpenHypervisor)
+	t.Cleanup(func() { virt.SetInProcess(nil) })
+	hold, err := lvconn.Open(context.Background(), virt.Config{URI: "test:///default"})
 	if err != nil {
 		t.Fatal(err)
 	}

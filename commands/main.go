@@ -43,6 +43,7 @@ func Main(argv []string, io IO) int {
 // MainContext is Main with an injected context and clock.
 func MainContext(ctx context.Context, argv []string, io IO, now func() time.Time) int {
 	env := newEnv(io, now)
+	defer env.closeVirt()
 	args := argv[1:]
 	base := filepath.Base(argv[0])
 	if verb, ok := aliasVerb(base); ok {

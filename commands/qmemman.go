@@ -56,6 +56,18 @@ func memStartRequest(app *core.App, d *core.Domain) memd.StartRequest {
 func (env *Env) requestMem(ctx context.Context, app *core.App, d *core.Domain) (release func(), err error) {
 	sock := env.qmemmanSocket()
 	size := memd.RequestSize(memStartRequest(app, d))
+	// With the embedded driver our helper has the root loaded, and no
+	// other process can have it until the helper exits: let the driver go
+	// (qvm keeps the lock beside the root) so that qmemmand can balloon
+	// under that lock while we wait; the next hypervisor call loads it
+	// again. Without a qmemmand there is nothing to wait for.
+	if env.vconn != nil && env.vconn.Embedded() {
+		if _, err := os.Stat(sock); err == nil {
+			if err := env.vconn.Release(); err != nil {
+				return nil, err
+			}
+		}
+	}
 	// qmemmand may finish a balancing pass first; its answer comes well
 	// within a minute.
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/qvm-dev/qvm/core/virt"
+	"github.com/qvm-dev/qvm/core/virt/lvconn"
 	"github.com/qvm-dev/qvm/internal/scripttest"
 )
 
@@ -18,6 +20,14 @@ func TestMain(m *testing.M) {
 	// tests name their dom0 user and home where they want one.
 	if os.Getenv("QVM_DOM0_HOME") == "" {
 		os.Setenv("QVM_DOM0_HOME", "/nonexistent/qvm-test-dom0-home")
+	}
+	// Started by qvm (this binary, below) as its hypervisor helper.
+	if os.Getenv(virt.EnvHelperChild) == "1" {
+		os.Exit(lvconn.Main(os.Args[1:]))
+	}
+	// qvm in this process and in the children below finds its helper here.
+	if os.Getenv("QVM_VIRT_HELPER") == "" {
+		os.Setenv("QVM_VIRT_HELPER", os.Args[0])
 	}
 	// Concurrency and crash tests start this binary as qvm.
 	if os.Getenv("QVM_TEST_AS_QVM") == "1" {

@@ -59,7 +59,7 @@ func (env *Env) shutdownRound(ctx context.Context, names []string, force bool) (
 			if err != nil {
 				continue // removed meanwhile (auto_cleanup): nothing to shut down
 			}
-			err = h.requestShutdown(d, force)
+			err = h.requestShutdown(ctx, d, force)
 			var nr *NotRunningError
 			switch {
 			case errors.As(err, &nr):
@@ -294,9 +294,9 @@ func newPauseCmd(env *Env, unpause bool) *cobra.Command {
 					case !h.state(d).Active():
 						err = fmt.Errorf("Domain is powered off: '%s'", d.Name())
 					case unpause:
-						err = h.conn.Resume(d.Name())
+						err = h.conn.Resume(cmd.Context(), d.Name())
 					default:
-						err = h.conn.Suspend(d.Name())
+						err = h.conn.Suspend(cmd.Context(), d.Name())
 					}
 					if err != nil {
 						if sel.all && !h.state(d).Active() {

@@ -191,7 +191,7 @@ func runStartDispVM(ctx context.Context, env *Env, args []string) error {
 		if err := h.start(ctx, d, nil); err != nil {
 			// cleanup(force): kill if it got that far, then remove.
 			if h.state(d).Active() {
-				_ = h.conn.Destroy(d.Name())
+				_ = h.conn.Destroy(ctx, d.Name())
 			}
 			if h.storageStarted(d) {
 				_ = h.st.Stop(ctx, d)

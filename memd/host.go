@@ -50,6 +50,25 @@ type DomainFacts struct {
 // that process is done.
 type RootHolder interface {
 	RootHeldBy(pid int) bool
-	// RootBusy: another process has the root now.
+	// RootLockedBy: process pid holds the lock beside the root (qvm's
+	// libvirt.lock) but has not loaded the driver: qvm start, which lets
+	// the driver go before it asks for memory and waits for the answer,
+	// so the request's sessions may use its lock (see WithLentLock).
+	RootLockedBy(pid int) bool
+	// RootBusy: another process has the root, or its lock, now.
 	RootBusy() bool
+}
+
+type lentLockKey struct{}
+
+// WithLentLock marks a request's context: the requester holds the lock
+// beside the embedded root for the sessions opened with it.
+func WithLentLock(ctx context.Context) context.Context {
+	return context.WithValue(ctx, lentLockKey{}, true)
+}
+
+// LentLock reports whether ctx carries the requester's lock.
+func LentLock(ctx context.Context) bool {
+	v, _ := ctx.Value(lentLockKey{}).(bool)
+	return v
 }

@@ -96,8 +96,16 @@ func (d *Daemon) request(ctx context.Context, msg []byte, peer int) (string, err
 	// A qvm command on the embedded driver keeps its root until it exits,
 	// so no session can be had while it waits for this answer: judge from
 	// the last pass instead of waiting for the lock to time out.
-	if rh, ok := d.host.(RootHolder); ok && peer > 0 && rh.RootHeldBy(peer) {
-		return d.requestFromLastPass(msg, peer)
+	if rh, ok := d.host.(RootHolder); ok && peer > 0 {
+		if rh.RootHeldBy(peer) {
+			return d.requestFromLastPass(msg, peer)
+		}
+		// qvm start holds the root's lock without the driver and waits
+		// for this answer: the pass may use its lock.
+		if rh.RootLockedBy(peer) {
+			d.log.Debug("requester holds the embedded root's lock: this request's sessions use it", "pid", peer)
+			ctx = WithLentLock(ctx)
+		}
 	}
 	if isDigits(msg) {
 		size, err := strconv.ParseInt(string(msg), 10, 64)

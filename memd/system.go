@@ -467,9 +467,10 @@ func pyRound2(x float64) float64 {
 // Balance runs one balancing pass: refresh the domain list and the guests'
 // usage, then do_balance. It takes the global lock and a host session.
 //
-// While another process has the embedded driver's root (a qvm command,
-// which keeps it until it exits and may be about to ask for memory), the
-// pass is skipped rather than wait for the root with the lock held.
+// While another process has the embedded driver's root or the lock beside
+// it (a qvm command, which keeps them until it exits and may be about to
+// ask for memory), the pass is skipped rather than wait for the root with
+// the global lock held.
 func (d *Daemon) Balance(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

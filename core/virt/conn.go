@@ -1,299 +1,109 @@
 package virt
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
-	"golang.org/x/sys/unix"
-	"libvirt.org/go/libvirt"
 )
 
-// Config says where to connect. The zero value picks the URI by looking at
-// the host (see DefaultURI).
-type Config struct {
-	// URI is the libvirt connection URI; empty means DefaultURI(StateDir).
-	URI string
-	// StateDir is the Qubes state directory; the embedded driver's root is
-	// StateDir/libvirt.
-	StateDir string
-	// LockTimeout bounds the wait for the embedded root's lock (default 30s).
-	LockTimeout time.Duration
-}
-
-// Conn is an open libvirt connection. Close it as soon as the command no
-// longer needs the hypervisor: with the embedded driver it also releases the
-// root for the next qvm process.
+// Conn is a hypervisor connection, held by a helper process (qvm-virt)
+// that Open starts. Close it when the command no longer needs the
+// hypervisor: the helper exits, and with the embedded driver that releases
+// the driver and the lock beside its root for the next process.
 type Conn struct {
-	URI    string
-	lv     *libvirt.Connect
-	lock   *flock.Flock
-	shared bool // the process's embedded connection: never closed
+	URI string
+
+	mu sync.Mutex // be, lock, path: one request at a time
+	be backend
+	// With the embedded driver qvm itself holds the lock beside the root
+	// (from Open to Close) and the helper only the driver, so Release can
+	// let the driver go without letting another process in.
+	lock *flock.Flock
+	path string // the helper, for a start after Release
+	cfg  Config
 }
 
-// Paths of the host probes; variables only so tests can point them elsewhere.
-type probes struct {
-	procXen string
-	sockets []string
+type backend interface {
+	call(ctx context.Context, req Request) (Response, error)
+	close() error
 }
 
-var hostProbes = probes{
-	procXen: "/proc/xen",
-	sockets: []string{"/run/libvirt/libvirt-sock", "/run/libvirt/virtqemud-sock"},
-}
-
-// DefaultURI is xen:///system where /proc/xen exists, qemu:///system where
-// a libvirtd (or virtqemud) socket answers, else the embedded QEMU driver
-// rooted at stateDir/libvirt.
-func DefaultURI(stateDir string) string { return hostProbes.defaultURI(stateDir) }
-
-func (p probes) defaultURI(stateDir string) string {
-	if _, err := os.Stat(p.procXen); err == nil {
-		return "xen:///system"
-	}
-	for _, s := range p.sockets {
-		c, err := net.DialTimeout("unix", s, 500*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return "qemu:///system"
-		}
-	}
-	return EmbedURI(stateDir)
-}
-
-// EmbedURI is the embedded QEMU driver's URI for a state directory.
-func EmbedURI(stateDir string) string {
-	abs, err := filepath.Abs(stateDir)
-	if err != nil {
-		abs = stateDir
-	}
-	return "qemu:///embed?root=" + filepath.Join(abs, "libvirt")
-}
-
-// EmbedRoot returns the root directory of an embedded-driver URI, or "" when
-// the URI is not one.
-func EmbedRoot(uri string) string {
-	u, err := url.Parse(uri)
-	if err != nil || u.Scheme != "qemu" || u.Path != "/embed" {
-		return ""
-	}
-	return u.Query().Get("root")
-}
-
-// Driver is the hypervisor family of a URI: "xen", "qemu", "test", ...
-func Driver(uri string) string {
-	s, _, _ := strings.Cut(uri, ":")
-	s, _, _ = strings.Cut(s, "+") // qemu+ssh://
-	return s
-}
-
-// Driver is the hypervisor family of this connection.
-func (c *Conn) Driver() string { return Driver(c.URI) }
-
-// Embedded reports whether this is the embedded QEMU driver.
-func (c *Conn) Embedded() bool { return EmbedRoot(c.URI) != "" }
-
-// LockTimeoutError: another process kept the embedded root for too long.
-type LockTimeoutError struct {
-	Root    string
-	Timeout time.Duration
-	Holder  int // pid whose libvirt holds the root, when known
-}
-
-func (e *LockTimeoutError) Error() string {
-	if e.Holder != 0 {
-		return fmt.Sprintf("timed out after %s waiting for the embedded libvirt root %s (process %d holds it; libvirt keeps an embedded root until the process that opened it exits)", e.Timeout, e.Root, e.Holder)
-	}
-	return fmt.Sprintf("timed out after %s waiting for the embedded libvirt root %s (another qvm is using the hypervisor)", e.Timeout, e.Root)
-}
-
-// qemuConf is written into the embedded root: QEMU's output goes straight
-// to files (no virtlogd daemon), and QEMU runs as root like the caller, so
-// volumes need no ownership changes (and libvirt keeps no owner xattrs,
-// whose timestamps it would warn about on the next process's start).
-const qemuConf = `# written by qvm: the embedded driver runs without virtlogd
-stdio_handler = "file"
-user = "root"
-group = "root"
-dynamic_ownership = 0
-remember_owner = 0
-`
-
-var eventLoop sync.Once
-
-// startEventLoop registers libvirt's default event loop once per process;
-// the embedded driver needs one to watch its QEMU monitors.
-func startEventLoop() {
-	eventLoop.Do(func() {
-		if err := libvirt.EventRegisterDefaultImpl(); err != nil {
-			return
-		}
-		go func() {
-			for libvirt.EventRunDefaultImpl() == nil {
-			}
-		}()
-	})
-}
-
-// embeddedConns are the embedded-driver connections of this process, by
-// root. libvirt keeps an embedded driver (with a lock on its root's
-// run/qemu/driver.pid) alive until the process exits, whatever is closed,
-// and refuses to register it again after a few dozen opens; so a process
-// opens each root once and reuses that connection. This mirrors state
-// libvirt itself keeps per process, hence a package variable.
-var embeddedConns = struct {
+var inProcess struct {
 	sync.Mutex
-	m map[string]*libvirt.Connect
-}{m: map[string]*libvirt.Connect{}}
+	open Opener
+}
 
-// Open connects to the hypervisor. For the embedded driver it first takes
-// the lock beside the root (waiting up to LockTimeout, also for another
-// process whose libvirt still holds the root) and prepares the root.
+// SetInProcess makes Open connect in this process through open instead
+// of starting the helper (nil: the helper again). For tests that link
+// libvirt and need the connection's state in their own process.
+func SetInProcess(open Opener) {
+	inProcess.Lock()
+	inProcess.open = open
+	inProcess.Unlock()
+}
+
+// HelperPath is where Open looks for the helper when Config.Helper is
+// empty: qvm-virt next to the running executable (links resolved).
+func HelperPath() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return HelperName
+	}
+	if r, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = r
+	}
+	return filepath.Join(filepath.Dir(exe), HelperName)
+}
+
+// Open connects to the hypervisor: it starts the helper and waits until
+// the helper holds the connection (for the embedded driver, also the lock
+// beside the root; Open fails with a LockTimeoutError after LockTimeout).
 func Open(ctx context.Context, cfg Config) (*Conn, error) {
-	uri := cfg.URI
-	if uri == "" {
-		uri = DefaultURI(cfg.StateDir)
+	if cfg.URI == "" {
+		cfg.URI = DefaultURI(cfg.StateDir)
 	}
-	c := &Conn{URI: uri}
-	root := EmbedRoot(uri)
-	if root == "" {
-		lv, err := libvirt.NewConnect(uri)
+	inProcess.Lock()
+	open := inProcess.open
+	inProcess.Unlock()
+	if open != nil {
+		h, err := open(ctx, cfg)
 		if err != nil {
-			return nil, connectError(uri, err)
+			return nil, roundTrip(Response{Err: EncodeError(err)})
 		}
-		c.lv = lv
-		return c, nil
+		return &Conn{URI: cfg.URI, be: &local{h: h}}, nil
 	}
-	fl, err := lockRoot(ctx, root, cfg.LockTimeout)
-	if err != nil {
-		return nil, err
+	c := &Conn{URI: cfg.URI, path: cfg.Helper, cfg: cfg}
+	if c.path == "" {
+		c.path = HelperPath()
 	}
-	c.lock = fl
-	embeddedConns.Lock()
-	defer embeddedConns.Unlock()
-	if lv, ok := embeddedConns.m[root]; ok {
-		c.lv, c.shared = lv, true
-		return c, nil
-	}
-	if err := prepareRoot(root); err != nil {
-		c.unlock()
-		return nil, err
-	}
-	// libvirt logs warnings to stderr unless told otherwise (read once, at
-	// its first use in the process); keep them in the root so qvm's own
-	// output stays clean.
-	if os.Getenv("LIBVIRT_LOG_OUTPUTS") == "" {
-		logDir := filepath.Join(root, "log")
-		if os.MkdirAll(logDir, 0o755) == nil {
-			os.Setenv("LIBVIRT_LOG_OUTPUTS", "3:file:"+filepath.Join(logDir, "libvirt.log"))
+	if root := EmbedRoot(cfg.URI); root != "" {
+		if _, err := helperExists(c.path); err != nil {
+			return nil, err
 		}
+		fl, err := LockRoot(ctx, root, cfg.LockTimeout)
+		if err != nil {
+			return nil, err
+		}
+		c.lock, c.cfg.LockHeld = fl, true
 	}
-	startEventLoop()
-	lv, err := libvirt.NewConnect(uri)
+	p, err := startHelper(ctx, c.path, c.cfg)
 	if err != nil {
 		c.unlock()
-		return nil, connectError(uri, err)
+		return nil, err
 	}
-	embeddedConns.m[root] = lv
-	c.lv, c.shared = lv, true
+	c.be = p
 	return c, nil
-}
-
-func connectError(uri string, err error) error {
-	msg := err.Error()
-	var lerr libvirt.Error
-	if errors.As(err, &lerr) {
-		msg = lerr.Message
-	}
-	if EmbedRoot(uri) != "" && strings.Contains(msg, "Failed to parse user") {
-		// libvirt resolves its build-time QEMU user before reading qemu.conf.
-		return fmt.Errorf("connect to %s: %s (the embedded QEMU driver needs that system user to exist even though qvm runs QEMU as root; create it with 'useradd --system libvirt-qemu' or install libvirt-daemon-system)", uri, msg)
-	}
-	if EmbedRoot(uri) != "" && strings.Contains(msg, "no connection driver available") {
-		return fmt.Errorf("connect to %s: %s (install libvirt-daemon-driver-qemu and qemu-system-x86)", uri, msg)
-	}
-	return fmt.Errorf("connect to %s: %s", uri, msg)
-}
-
-func lockRoot(ctx context.Context, root string, timeout time.Duration) (*flock.Flock, error) {
-	if err := os.MkdirAll(filepath.Dir(root), 0o755); err != nil {
-		return nil, fmt.Errorf("embedded libvirt root: %w", err)
-	}
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
-	fl := flock.New(strings.TrimRight(root, "/")+".lock", flock.SetFlag(os.O_CREATE|os.O_RDWR), flock.SetPermissions(0o600))
-	lctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	holder := 0
-	for {
-		ok, err := fl.TryLockContext(lctx, 10*time.Millisecond)
-		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return nil, &LockTimeoutError{Root: root, Timeout: timeout, Holder: holder}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("lock %s.lock: %w", root, err)
-		}
-		if !ok {
-			return nil, &LockTimeoutError{Root: root, Timeout: timeout, Holder: holder}
-		}
-		// Our lock is not enough while another process's libvirt still
-		// has the root; let go and wait for that process to end.
-		if holder = driverHolder(root); holder == 0 {
-			return fl, nil
-		}
-		_ = fl.Unlock()
-		select {
-		case <-lctx.Done():
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, &LockTimeoutError{Root: root, Timeout: timeout, Holder: holder}
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// driverHolder is the pid of another process whose libvirt holds the
-// root's QEMU driver (its lock on run/qemu/driver.pid), 0 if none.
-func driverHolder(root string) int {
-	f, err := os.Open(filepath.Join(root, "run", "qemu", "driver.pid"))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0}
-	if err := unix.FcntlFlock(f.Fd(), unix.F_GETLK, &lk); err != nil || lk.Type == unix.F_UNLCK {
-		return 0
-	}
-	return int(lk.Pid)
-}
-
-// prepareRoot creates the root and writes etc/qemu.conf when it differs.
-func prepareRoot(root string) error {
-	etc := filepath.Join(root, "etc")
-	if err := os.MkdirAll(etc, 0o755); err != nil {
-		return fmt.Errorf("embedded libvirt root: %w", err)
-	}
-	p := filepath.Join(etc, "qemu.conf")
-	if old, err := os.ReadFile(p); err == nil && string(old) == qemuConf {
-		return nil
-	}
-	if err := os.WriteFile(p+".tmp", []byte(qemuConf), 0o644); err != nil {
-		return fmt.Errorf("embedded libvirt root: %w", err)
-	}
-	if err := os.Rename(p+".tmp", p); err != nil {
-		return fmt.Errorf("embedded libvirt root: %w", err)
-	}
-	return nil
 }
 
 func (c *Conn) unlock() {
@@ -303,20 +113,330 @@ func (c *Conn) unlock() {
 	}
 }
 
-// Close closes the connection and releases the lock beside the embedded
-// root. The process's embedded libvirt connection itself stays open for
-// the next Open (libvirt keeps the driver anyway until the process exits;
-// other processes wait for that, see lockRoot).
-func (c *Conn) Close() error {
-	var err error
-	if c.lv != nil && !c.shared {
-		_, err = c.lv.Close()
+// Release lets the embedded driver go (the helper exits) while qvm keeps
+// the lock beside the root, so that qmemmand, which qvm then asks for
+// memory, can open the root under that lock; the next call starts the
+// helper again. Other drivers and in-process connections stay as they are.
+func (c *Conn) Release() error {
+	if c == nil {
+		return nil
 	}
-	c.lv = nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lock == nil || c.be == nil {
+		return nil
+	}
+	err := c.be.close()
+	c.be = nil
+	return err
+}
+
+// Driver is the hypervisor family of this connection.
+func (c *Conn) Driver() string { return Driver(c.URI) }
+
+// Embedded reports whether this is the embedded QEMU driver.
+func (c *Conn) Embedded() bool { return EmbedRoot(c.URI) != "" }
+
+// Close ends the connection (and the helper) and releases the lock beside
+// an embedded root. Later calls fail.
+func (c *Conn) Close() error {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var err error
+	if c.be != nil {
+		err = c.be.close()
+	}
+	c.be, c.path = nil, ""
 	c.unlock()
 	return err
 }
 
-// Libvirt is the raw connection for callers that need more than this
-// package offers (devices, memory statistics). Do not close it.
-func (c *Conn) Libvirt() *libvirt.Connect { return c.lv }
+var errClosed = errors.New("hypervisor connection closed")
+
+func (c *Conn) call(ctx context.Context, req Request) (Response, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.be == nil && c.lock != nil && c.path != "" {
+		// Released: the driver again, under the lock still held.
+		p, err := startHelper(ctx, c.path, c.cfg)
+		if err != nil {
+			return Response{}, err
+		}
+		c.be = p
+	}
+	if c.be == nil {
+		return Response{}, errClosed
+	}
+	return c.be.call(ctx, req)
+}
+
+// States asks the hypervisor once for every active domain: name → state.
+// Domains not in the map are Halted.
+func (c *Conn) States(ctx context.Context) (map[string]State, error) {
+	r, err := c.call(ctx, Request{Op: "states"})
+	if err != nil {
+		return nil, err
+	}
+	if r.States == nil {
+		r.States = map[string]State{}
+	}
+	return r.States, nil
+}
+
+// State is one domain's power state; an unknown or inactive domain is Halted.
+func (c *Conn) State(ctx context.Context, name string) (State, error) {
+	r, err := c.call(ctx, Request{Op: "state", Name: name})
+	return r.State, err
+}
+
+// CreatePaused defines the domain from xml (replacing an inactive
+// definition of the same name) and starts it paused, as the reference does
+// so that everything around it can be set up before the guest runs. It
+// returns the domain's name.
+func (c *Conn) CreatePaused(ctx context.Context, domXML string) (string, error) {
+	r, err := c.call(ctx, Request{Op: "create", XML: domXML})
+	return r.Name, err
+}
+
+func (c *Conn) do(ctx context.Context, op, name string) error {
+	_, err := c.call(ctx, Request{Op: op, Name: name})
+	return err
+}
+
+// Resume unpauses a domain.
+func (c *Conn) Resume(ctx context.Context, name string) error { return c.do(ctx, "resume", name) }
+
+// Suspend pauses a domain.
+func (c *Conn) Suspend(ctx context.Context, name string) error { return c.do(ctx, "suspend", name) }
+
+// Shutdown asks the guest to power off (ACPI power button on QEMU, the PV
+// shutdown request on Xen); it returns at once.
+func (c *Conn) Shutdown(ctx context.Context, name string) error { return c.do(ctx, "shutdown", name) }
+
+// Destroy kills a domain at once.
+func (c *Conn) Destroy(ctx context.Context, name string) error { return c.do(ctx, "destroy", name) }
+
+// Undefine drops an inactive domain's persistent definition (qvm defines
+// again at every start from qubes.xml, which is the only truth). Unknown
+// domains are fine.
+func (c *Conn) Undefine(ctx context.Context, name string) error { return c.do(ctx, "undefine", name) }
+
+// XMLDesc is the live XML of a domain.
+func (c *Conn) XMLDesc(ctx context.Context, name string) (string, error) {
+	r, err := c.call(ctx, Request{Op: "xml", Name: name})
+	return r.XML, err
+}
+
+// AttachDevice hot-plugs a device (<disk>, <hostdev>) into the running
+// domain only; errors carry libvirt's message.
+func (c *Conn) AttachDevice(ctx context.Context, name, devXML string) error {
+	_, err := c.call(ctx, Request{Op: "attach", Name: name, XML: devXML})
+	return err
+}
+
+// DetachDevice unplugs a device from the running domain.
+func (c *Conn) DetachDevice(ctx context.Context, name, devXML string) error {
+	_, err := c.call(ctx, Request{Op: "detach", Name: name, XML: devXML})
+	return err
+}
+
+// WaitHalted polls until the domain is no longer active or ctx ends.
+func (c *Conn) WaitHalted(ctx context.Context, name string, poll time.Duration) error {
+	return WaitHalted(ctx, poll, func() (State, error) { return c.State(ctx, name) })
+}
+
+// WaitHalted polls state every poll (default 100 ms) until it is no
+// longer active or ctx ends.
+func WaitHalted(ctx context.Context, poll time.Duration, state func() (State, error)) error {
+	if poll <= 0 {
+		poll = 100 * time.Millisecond
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		st, err := state()
+		if err != nil {
+			return err
+		}
+		if !st.Active() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// roundTrip gives a response's error as the wire would: the same text
+// and typed parts, nothing else.
+func roundTrip(r Response) error {
+	b, err := json.Marshal(r.Err)
+	if err != nil {
+		return err
+	}
+	var w *WireError
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	return w.Err()
+}
+
+// local runs requests in this process (SetInProcess).
+type local struct {
+	mu sync.Mutex
+	h  Hypervisor
+}
+
+func (l *local) call(ctx context.Context, req Request) (Response, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return Response{}, err
+	}
+	r := handle(ctx, l.h, req)
+	if r.Err != nil {
+		return Response{}, roundTrip(r)
+	}
+	return r, nil
+}
+
+func (l *local) close() error { return l.h.Close() }
+
+// pipe is a running helper.
+type pipe struct {
+	mu     sync.Mutex
+	path   string
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	out    *os.File
+	enc    *json.Encoder
+	dec    *json.Decoder
+	broken error
+	waited chan struct{}
+	werr   error
+}
+
+func helperExists(path string) (os.FileInfo, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("hypervisor helper %s is missing (install %s next to qvm, or name it with QVM_VIRT_HELPER)", path, HelperName)
+		}
+		return nil, fmt.Errorf("hypervisor helper: %w", err)
+	}
+	return fi, nil
+}
+
+func startHelper(ctx context.Context, path string, cfg Config) (*pipe, error) {
+	if _, err := helperExists(path); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(path, "serve")
+	cmd.Env = append(os.Environ(), EnvHelperChild+"=1")
+	cmd.Stderr = os.Stderr
+	// Its own process group: a terminal's ^C goes to qvm, which decides
+	// (a command that cleans up on SIGINT still needs the hypervisor);
+	// the helper ends when qvm closes its stdin or exits.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	// Our own pipe for the answers, not StdoutPipe: Wait (which runs as
+	// soon as the helper exits) must not close it before its last answer,
+	// such as a failed open, is read.
+	out, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		out.Close()
+		in.Close()
+		return nil, fmt.Errorf("hypervisor helper %s: %w", path, err)
+	}
+	p := &pipe{path: path, cmd: cmd, in: in, out: out, enc: json.NewEncoder(in), dec: json.NewDecoder(bufio.NewReader(out)), waited: make(chan struct{})}
+	go func() {
+		p.werr = cmd.Wait()
+		close(p.waited)
+	}()
+	if _, err := p.call(ctx, Request{Op: "open", Config: &cfg}); err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *pipe) call(ctx context.Context, req Request) (Response, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.broken != nil {
+		return Response{}, p.broken
+	}
+	if err := ctx.Err(); err != nil {
+		return Response{}, err
+	}
+	// A cancelled request ends the helper: libvirt calls cannot be
+	// interrupted, and the helper's exit releases what it holds.
+	stop := context.AfterFunc(ctx, func() { p.cmd.Process.Kill() })
+	var r Response
+	err := p.enc.Encode(req)
+	if err == nil {
+		err = p.dec.Decode(&r)
+	}
+	if !stop() {
+		<-p.waited
+		p.broken = fmt.Errorf("hypervisor helper %s was stopped: %w", HelperName, ctx.Err())
+		return Response{}, ctx.Err()
+	}
+	if err != nil {
+		p.cmd.Process.Kill()
+		<-p.waited
+		p.broken = fmt.Errorf("hypervisor helper %s failed: %v", p.path, p.exitStatus(err))
+		return Response{}, p.broken
+	}
+	if r.Err != nil {
+		return Response{}, r.Err.Err()
+	}
+	return r, nil
+}
+
+// exitStatus says how the helper ended when its pipe broke.
+func (p *pipe) exitStatus(err error) string {
+	if p.werr != nil {
+		return p.werr.Error()
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "exited without an answer"
+	}
+	return err.Error()
+}
+
+// close ends the helper's stdin and waits for it to exit (it closes the
+// connection first), killing it after 30 s.
+func (p *pipe) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.in.Close()
+	select {
+	case <-p.waited:
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.waited
+	}
+	p.out.Close()
+	if p.broken == nil {
+		p.broken = errClosed
+		if p.werr != nil {
+			return fmt.Errorf("hypervisor helper %s: %w", HelperName, p.werr)
+		}
+	}
+	return nil
+}

@@ -339,8 +339,11 @@ func QEMUXML(s *Spec, o QEMUOptions) string {
 }
 
 // DomainXML renders the spec for the connection's hypervisor.
-func (c *Conn) DomainXML(s *Spec, o QEMUOptions) string {
-	switch c.Driver() {
+func (c *Conn) DomainXML(s *Spec, o QEMUOptions) string { return DomainXML(c.URI, s, o) }
+
+// DomainXML renders the spec for the hypervisor of a URI.
+func DomainXML(uri string, s *Spec, o QEMUOptions) string {
+	switch Driver(uri) {
 	case "xen":
 		return XenXML(s)
 	case "test":

@@ -57,6 +57,6 @@ func benchState(r *runner) (string, error) {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", row.name, ms(res.median), mib(res.maxRSS))
 	}
-	b.WriteString("\nReference: the stock `qvm-ls` (Python, through qubesd's Admin API) is reported by users at about 1 s for 76 qubes; it cannot run on this machine (it needs a running qubesd), so that figure is quoted, not measured here. Target from issue 3: under 30 ms for `qvm ls` on 1000 qubes; missed since the hypervisor layer landed: every qvm process now loads libvirt.so at start (the Go binding's package init calls virSetErrorFunc), about 15 ms and 15 MiB of these figures (22 ms and 20 MiB before).\n")
+	b.WriteString("\nReference: the stock `qvm-ls` (Python, through qubesd's Admin API) is reported by users at about 1 s for 76 qubes; it cannot run on this machine (it needs a running qubesd), so that figure is quoted, not measured here. Target from issue 3: under 30 ms for `qvm ls` on 1000 qubes. qvm does not link libvirt: its hypervisor calls go through the qvm-virt helper, which only commands that talk to the hypervisor start (none of these, with no qube running), so these figures carry no libvirt start-up (with libvirt linked, the Go binding's package init loaded libvirt.so in every process: about 15 ms and 15 MiB more, 36 ms and 35 MiB for `qvm ls` on a quiet machine).\n")
 	return b.String(), nil
 }

@@ -6,7 +6,9 @@
 // is required for the embedded QEMU driver: a process that connected to it
 // once keeps the driver (and the root's pid file) loaded until it exits,
 // and libvirt refuses a 17th embedded connection in one process. A child
-// per session takes qvm's lock, connects, answers, and exits.
+// per session takes qvm's lock, connects, answers, and exits; for a
+// request from a qvm that holds that lock and waits for the answer
+// (memd.WithLentLock) it uses the requester's lock instead.
 //
 // The pipe protocol is one JSON object a line: the child first sends a
 // hello (or an error), then answers each request in order. Where the
@@ -17,21 +19,20 @@ package virtclient
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/qvm-dev/qvm/core/virt"
 	"github.com/qvm-dev/qvm/memd"
 )
 
@@ -41,6 +42,9 @@ const (
 	EnvStateDir = "QMEMMAND_HELPER_STATE_DIR"
 	EnvBudget   = "QMEMMAND_HELPER_BUDGET"
 	EnvLock     = "QMEMMAND_HELPER_LOCK_TIMEOUT"
+	// EnvLockHeld=1: the requester holds the embedded root's lock for
+	// this session (memd.WithLentLock); the helper must not take it.
+	EnvLockHeld = "QMEMMAND_HELPER_LOCK_HELD"
 )
 
 // Request is one line from qmemmand to a helper.
@@ -115,6 +119,9 @@ func (h *Host) open(ctx context.Context) (*session, error) {
 	cmd.Env = append(append(os.Environ(), h.opts.Env...),
 		EnvURI+"="+h.opts.URI, EnvStateDir+"="+h.opts.StateDir,
 		EnvBudget+"="+strconv.FormatInt(h.opts.Budget, 10), EnvLock+"="+h.opts.LockTimeout.String())
+	if memd.LentLock(ctx) {
+		cmd.Env = append(cmd.Env, EnvLockHeld+"=1")
+	}
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -304,51 +311,68 @@ func (h *Host) Watch(ctx context.Context, notify func()) error {
 }
 
 // RootHeldBy reports whether process pid has the embedded driver's root
-// loaded: libvirt in that process holds a lock on run/qemu/driver.pid.
+// loaded: libvirt in that process, or in its child (qvm's hypervisor
+// helper, qvm-virt), holds a lock on run/qemu/driver.pid.
 func (h *Host) RootHeldBy(pid int) bool {
-	return h.rootHolder() == pid
+	holder := h.rootHolder()
+	return holder != 0 && (holder == pid || parentPid(holder) == pid)
 }
 
-// RootBusy reports whether another process has the embedded root loaded.
+// RootLockedBy reports whether process pid holds the lock beside the
+// embedded root while no process has the driver loaded.
+func (h *Host) RootLockedBy(pid int) bool {
+	root := h.root()
+	return root != "" && virt.DriverHolder(root) == 0 && virt.LockedBy(root, pid)
+}
+
+// RootBusy reports whether another process has the embedded root loaded,
+// or holds the lock beside it.
 func (h *Host) RootBusy() bool {
-	p := h.rootHolder()
-	return p != 0 && p != os.Getpid()
+	root := h.root()
+	if root == "" {
+		return false
+	}
+	self := os.Getpid()
+	if p := virt.DriverHolder(root); p != 0 && p != self {
+		return true
+	}
+	return virt.LockBusy(root)
 }
 
 func (h *Host) rootHolder() int {
+	root := h.root()
+	if root == "" {
+		return 0
+	}
+	return virt.DriverHolder(root)
+}
+
+// root is the embedded root, "" for other drivers.
+func (h *Host) root() string {
 	uri := h.opts.URI
 	h.mu.Lock()
 	if h.uri != "" {
 		uri = h.uri
 	}
 	h.mu.Unlock()
-	root := embedRoot(uri)
-	if root == "" {
-		return 0
-	}
-	return driverHolder(root)
+	return virt.EmbedRoot(uri)
 }
 
-// embedRoot is the root of a qemu:///embed?root=DIR URI, "" otherwise.
-func embedRoot(uri string) string {
-	u, err := url.Parse(uri)
-	if err != nil || u.Scheme != "qemu" || u.Path != "/embed" {
-		return ""
-	}
-	return u.Query().Get("root")
-}
-
-// driverHolder is the pid holding the write lock on the root's
-// run/qemu/driver.pid, 0 when none.
-func driverHolder(root string) int {
-	f, err := os.Open(filepath.Join(root, "run", "qemu", "driver.pid"))
+// parentPid is a process's parent (from /proc/PID/stat), 0 if unknown.
+func parentPid(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0
 	}
-	defer f.Close()
-	lk := unix.Flock_t{Type: unix.F_WRLCK}
-	if err := unix.FcntlFlock(f.Fd(), unix.F_GETLK, &lk); err != nil || lk.Type == unix.F_UNLCK {
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
 		return 0
 	}
-	return int(lk.Pid)
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	p, _ := strconv.Atoi(f[1])
+	return p
 }

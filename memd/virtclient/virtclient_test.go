@@ -130,3 +130,14 @@ func TestHelperFailures(t *testing.T) {
 		t.Error("missing helper binary: no error")
 	}
 }
+
+// qvm's helper (qvm-virt) holds the embedded driver for the qvm that
+// asks for memory: its parent counts as the holder.
+func TestParentPid(t *testing.T) {
+	if got := parentPid(os.Getpid()); got != os.Getppid() {
+		t.Fatalf("parentPid(self) = %d, want %d", got, os.Getppid())
+	}
+	if got := parentPid(1 << 30); got != 0 {
+		t.Fatalf("parentPid(no such pid) = %d", got)
+	}
+}

@@ -3,11 +3,14 @@ package virthost
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,11 +55,18 @@ func TestEmbeddedSessionTakesQvmLock(t *testing.T) {
 	if ok, err := other.TryLock(); err != nil || !ok {
 		t.Fatalf("lock file still taken after the session (ok=%v err=%v)", ok, err)
 	}
-	// While qvm holds the lock, a pass waits (here: times out) rather than
-	// touching the root.
-	d := memd.NewDaemon(h, memd.Options{Params: memd.DefaultParams(), RunDir: t.TempDir()})
-	if err := d.Balance(ctx); err == nil {
-		t.Fatal("pass ran while another process held the embedded root")
+	// While qvm holds the lock, a pass is skipped at once rather than
+	// waiting for the lock (with qmemmand's own lock held) or touching the
+	// root.
+	var log syncBuffer
+	d := memd.NewDaemon(h, memd.Options{Params: memd.DefaultParams(), RunDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	t0 := time.Now()
+	if err := d.Balance(ctx); err != nil || time.Since(t0) > time.Second || !strings.Contains(log.String(), "pass skipped") {
+		t.Fatalf("pass while another process held the lock: %v after %s; log:\n%s", err, time.Since(t0), log.String())
+	}
+	if len(d.Domains()) != 0 || virt.DriverHolder(root) != 0 {
+		t.Fatal("the skipped pass touched the root")
 	}
 	other.Unlock()
 	if err := d.Balance(ctx); err != nil {
@@ -81,11 +91,30 @@ func TestEmbeddedSessionTakesQvmLock(t *testing.T) {
 // memory meanwhile, qmemmand cannot open a session and answers from its
 // last pass at once instead of waiting for the root.
 func TestRequestFromRootHolder(t *testing.T) {
+	log := testRequestFrom(t, "")
+	if !strings.Contains(log, "answered from the last pass") {
+		t.Errorf("no answer from the last pass in the log:\n%s", log)
+	}
+}
+
+// qvm start lets its driver go before it asks, keeping the lock beside
+// the root: qmemmand's sessions for that request use the lock (no wait)
+// and the request gets a real pass.
+func TestRequestFromLockHolder(t *testing.T) {
+	log := testRequestFrom(t, "MEMD_TEST_LOCK_ONLY=1")
+	if strings.Contains(log, "last pass") || !strings.Contains(log, "this request's sessions use it") || !strings.Contains(log, "msg=\"balloon request\"") {
+		t.Errorf("want real passes under the requester's lock; log:\n%s", log)
+	}
+}
+
+func testRequestFrom(t *testing.T, env string) string {
 	needEmbedded(t)
 	root := filepath.Join(t.TempDir(), "libvirt")
 	cfg := virt.Config{URI: "qemu:///embed?root=" + root, LockTimeout: 5 * time.Second}
 	h := helperHost(cfg, 2048*memd.MiB)
-	d := memd.NewDaemon(h, memd.Options{Params: memd.DefaultParams(), RunDir: t.TempDir()})
+	var log syncBuffer
+	d := memd.NewDaemon(h, memd.Options{Params: memd.DefaultParams(), RunDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := d.Balance(ctx); err != nil {
@@ -99,7 +128,7 @@ func TestRequestFromRootHolder(t *testing.T) {
 	go d.Serve(ctx, l)
 	start := time.Now()
 	cmd := exec.Command(os.Args[0], sock, strconv.Itoa(1024*memd.MiB), strconv.Itoa(4096*memd.MiB))
-	cmd.Env = append(os.Environ(), "MEMD_TEST_HOLDER_URI="+cfg.URI)
+	cmd.Env = append(os.Environ(), "MEMD_TEST_HOLDER_URI="+cfg.URI, env)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -111,4 +140,22 @@ func TestRequestFromRootHolder(t *testing.T) {
 	if el := time.Since(start); el > 4*time.Second {
 		t.Errorf("answers took %s: qmemmand waited for the root", el)
 	}
+	return log.String()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -20,7 +20,8 @@ import (
 func FromEnv() *Host {
 	budget, _ := strconv.ParseInt(os.Getenv(virtclient.EnvBudget), 10, 64)
 	lock, _ := time.ParseDuration(os.Getenv(virtclient.EnvLock))
-	return New(virt.Config{URI: os.Getenv(virtclient.EnvURI), StateDir: os.Getenv(virtclient.EnvStateDir), LockTimeout: lock}, Options{Budget: budget})
+	return New(virt.Config{URI: os.Getenv(virtclient.EnvURI), StateDir: os.Getenv(virtclient.EnvStateDir), LockTimeout: lock,
+		LockHeld: os.Getenv(virtclient.EnvLockHeld) == "1"}, Options{Budget: budget})
 }
 
 // ServeSession is a session helper: connect (under qvm's lock for the

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/qvm-dev/qvm/core/virt"
+	"github.com/qvm-dev/qvm/core/virt/lvconn"
 	"github.com/qvm-dev/qvm/memd"
 	"github.com/qvm-dev/qvm/memd/virtclient"
 )
@@ -20,13 +21,21 @@ func TestMain(m *testing.M) {
 	}
 	if uri := os.Getenv("MEMD_TEST_HOLDER_URI"); uri != "" {
 		// As qvm start: load the embedded driver (kept until exit), then
-		// ask qmemmand for memory.
-		c, err := virt.Open(context.Background(), virt.Config{URI: uri, LockTimeout: time.Minute})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+		// ask qmemmand for memory; with MEMD_TEST_LOCK_ONLY=1 as qvm start
+		// does now: hold the lock beside the root, not the driver.
+		if os.Getenv("MEMD_TEST_LOCK_ONLY") == "1" {
+			if _, err := virt.LockRoot(context.Background(), virt.EmbedRoot(uri), time.Minute); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+		} else {
+			c, err := lvconn.Open(context.Background(), virt.Config{URI: uri, LockTimeout: time.Minute})
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			c.Close()
 		}
-		c.Close()
 		for _, a := range os.Args[2:] {
 			n, _ := strconv.ParseInt(a, 10, 64)
 			g, err := memd.RequestMemory(context.Background(), os.Args[1], n)
@@ -54,7 +63,7 @@ func TestMain(m *testing.M) {
 // guestsChild creates a transient domain from each XML file argument, or
 // with "destroy" destroys every domain.
 func guestsChild(uri string, args []string) error {
-	c, err := virt.Open(context.Background(), virt.Config{URI: uri, LockTimeout: time.Minute})
+	c, err := lvconn.Open(context.Background(), virt.Config{URI: uri, LockTimeout: time.Minute})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"libvirt.org/go/libvirt"
 
 	"github.com/qvm-dev/qvm/core/virt"
+	"github.com/qvm-dev/qvm/core/virt/lvconn"
 	"github.com/qvm-dev/qvm/memd"
 	"github.com/qvm-dev/qvm/memd/virtclient"
 )
@@ -32,7 +33,7 @@ type Host struct {
 	embedded bool
 
 	mu      sync.Mutex
-	held    *virt.Conn
+	held    *lvconn.Conn
 	periods map[string]bool // domain UUIDs whose stats period we set
 }
 
@@ -72,14 +73,14 @@ func (h *Host) openDirect(ctx context.Context) (*session, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.embedded {
-		c, err := virt.Open(ctx, h.cfg)
+		c, err := lvconn.Open(ctx, h.cfg)
 		if err != nil {
 			return nil, err
 		}
 		return &session{h: h, c: c, owned: true}, nil
 	}
 	if h.held == nil {
-		c, err := virt.Open(ctx, h.cfg)
+		c, err := lvconn.Open(ctx, h.cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -126,25 +127,13 @@ func (h *Host) Watch(ctx context.Context, notify func()) error {
 // ErrNoEvents: events need a connection that is held between passes.
 var ErrNoEvents = virtclient.ErrNoEvents
 
-var eventLoop sync.Once
-
 // StartEventLoop registers libvirt's default event loop (needed for
 // lifecycle events); call it before the first connection.
-func StartEventLoop() {
-	eventLoop.Do(func() {
-		if err := libvirt.EventRegisterDefaultImpl(); err != nil {
-			return
-		}
-		go func() {
-			for libvirt.EventRunDefaultImpl() == nil {
-			}
-		}()
-	})
-}
+func StartEventLoop() { lvconn.StartEventLoop() }
 
 type session struct {
 	h     *Host
-	c     *virt.Conn
+	c     *lvconn.Conn
 	owned bool
 }
 

@@ -1,61 +1,43 @@
-package virt
+package lvconn
 
 import (
 	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"time"
 
 	"libvirt.org/go/libvirt"
+
+	"github.com/qvm-dev/qvm/core/virt"
 )
-
-// State is a qube's power state as qvm ls shows it (spec: Halted, Running,
-// Paused, Halting, Dying, Crashed, Suspended, Transient).
-type State string
-
-const (
-	Halted    State = "Halted"
-	Running   State = "Running"
-	Paused    State = "Paused"
-	Halting   State = "Halting"
-	Dying     State = "Dying"
-	Crashed   State = "Crashed"
-	Suspended State = "Suspended"
-	Transient State = "Transient"
-)
-
-// Active reports whether the domain exists in the hypervisor (any state but
-// Halted): is_running() in the reference.
-func (s State) Active() bool { return s != Halted && s != "" }
 
 // stateOf maps libvirt's state of an active domain.
-func stateOf(st libvirt.DomainState) State {
+func stateOf(st libvirt.DomainState) virt.State {
 	switch st {
 	case libvirt.DOMAIN_PAUSED:
-		return Paused
+		return virt.Paused
 	case libvirt.DOMAIN_SHUTDOWN:
-		return Halting
+		return virt.Halting
 	case libvirt.DOMAIN_SHUTOFF:
-		return Dying
+		return virt.Dying
 	case libvirt.DOMAIN_CRASHED:
-		return Crashed
+		return virt.Crashed
 	case libvirt.DOMAIN_PMSUSPENDED:
-		return Suspended
+		return virt.Suspended
 	case libvirt.DOMAIN_RUNNING, libvirt.DOMAIN_BLOCKED:
-		return Running
+		return virt.Running
 	}
-	return Transient
+	return virt.Transient
 }
 
 // States asks the hypervisor once for every active domain: name → state.
 // Domains not in the map are Halted.
-func (c *Conn) States(ctx context.Context) (map[string]State, error) {
+func (c *Conn) States(ctx context.Context) (map[string]virt.State, error) {
 	doms, err := c.lv.ListAllDomains(libvirt.CONNECT_LIST_DOMAINS_ACTIVE)
 	if err != nil {
-		return nil, fmt.Errorf("list domains: %w", err)
+		return nil, fmt.Errorf("list domains: %w", lverr(err))
 	}
-	out := make(map[string]State, len(doms))
+	out := make(map[string]virt.State, len(doms))
 	for i := range doms {
 		d := &doms[i]
 		name, err1 := d.GetName()
@@ -70,56 +52,51 @@ func (c *Conn) States(ctx context.Context) (map[string]State, error) {
 }
 
 // State is one domain's power state; an unknown or inactive domain is Halted.
-func (c *Conn) State(name string) (State, error) {
+func (c *Conn) State(name string) (virt.State, error) {
 	d, err := c.lv.LookupDomainByName(name)
 	if err != nil {
 		if isCode(err, libvirt.ERR_NO_DOMAIN) {
-			return Halted, nil
+			return virt.Halted, nil
 		}
-		return "", fmt.Errorf("look up %s: %w", name, err)
+		return "", fmt.Errorf("look up %s: %w", name, lverr(err))
 	}
 	defer d.Free()
 	st, _, err := d.GetState()
 	if err != nil {
 		if isCode(err, libvirt.ERR_NO_DOMAIN) {
-			return Halted, nil
+			return virt.Halted, nil
 		}
-		return "", fmt.Errorf("state of %s: %w", name, err)
+		return "", fmt.Errorf("state of %s: %w", name, lverr(err))
 	}
 	active, err := d.IsActive()
 	if err != nil || !active {
-		return Halted, nil
+		return virt.Halted, nil
 	}
 	return stateOf(st), nil
 }
-
-// NotRunningError: the domain is not active in the hypervisor.
-type NotRunningError struct{ Name string }
-
-func (e *NotRunningError) Error() string { return fmt.Sprintf("Domain is powered off: '%s'", e.Name) }
 
 func isCode(err error, code libvirt.ErrorNumber) bool {
 	var le libvirt.Error
 	return errors.As(err, &le) && le.Code == code
 }
 
-// Message is libvirt's own message of an error (without the code prefix the
-// bindings add), for one-line user messages.
-func Message(err error) string {
+// lverr gives a libvirt error its pure form (virt.Error), which keeps
+// its code and message across the helper's pipe; other errors stay.
+func lverr(err error) error {
 	var le libvirt.Error
 	if errors.As(err, &le) {
-		return le.Message
+		return &virt.Error{Code: int(le.Code), Domain: int(le.Domain), Message: le.Message}
 	}
-	return err.Error()
+	return err
 }
 
 func (c *Conn) lookup(name string) (*libvirt.Domain, error) {
 	d, err := c.lv.LookupDomainByName(name)
 	if err != nil {
 		if isCode(err, libvirt.ERR_NO_DOMAIN) {
-			return nil, &NotRunningError{Name: name}
+			return nil, &virt.NotRunningError{Name: name}
 		}
-		return nil, fmt.Errorf("look up %s: %w", name, err)
+		return nil, fmt.Errorf("look up %s: %w", name, lverr(err))
 	}
 	return d, nil
 }
@@ -140,7 +117,7 @@ func (c *Conn) CreatePaused(domXML string) (string, error) {
 		}
 	}
 	if err != nil {
-		return "", fmt.Errorf("define domain: %w", err)
+		return "", fmt.Errorf("define domain: %w", lverr(err))
 	}
 	defer d.Free()
 	name, _ := d.GetName()
@@ -156,7 +133,7 @@ func (c *Conn) CreatePaused(domXML string) (string, error) {
 	}
 	if err := create(); err != nil {
 		_ = d.Undefine()
-		return name, fmt.Errorf("create domain %s: %w", name, err)
+		return name, fmt.Errorf("create domain %s: %w", name, lverr(err))
 	}
 	return name, nil
 }
@@ -168,12 +145,12 @@ func (c *Conn) with(name string, what string, fn func(*libvirt.Domain) error) er
 	}
 	defer d.Free()
 	if active, err := d.IsActive(); err == nil && !active {
-		return &NotRunningError{Name: name}
+		return &virt.NotRunningError{Name: name}
 	}
 	if err := fn(d); err != nil {
 		if isCode(err, libvirt.ERR_OPERATION_INVALID) || isCode(err, libvirt.ERR_NO_DOMAIN) {
 			if st, _ := c.State(name); !st.Active() {
-				return &NotRunningError{Name: name}
+				return &virt.NotRunningError{Name: name}
 			}
 		}
 		return fmt.Errorf("%s %s: %w", what, name, err)
@@ -195,7 +172,7 @@ func (c *Conn) Suspend(name string) error {
 // shutdown request on Xen); it returns at once.
 func (c *Conn) Shutdown(name string) error {
 	flags := libvirt.DOMAIN_SHUTDOWN_DEFAULT
-	if Driver(c.URI) == "qemu" {
+	if virt.Driver(c.URI) == "qemu" {
 		flags = libvirt.DOMAIN_SHUTDOWN_ACPI_POWER_BTN
 	}
 	return c.with(name, "shut down", func(d *libvirt.Domain) error { return d.ShutdownFlags(flags) })
@@ -215,36 +192,13 @@ func (c *Conn) Undefine(name string) error {
 		if isCode(err, libvirt.ERR_NO_DOMAIN) {
 			return nil
 		}
-		return fmt.Errorf("look up %s: %w", name, err)
+		return fmt.Errorf("look up %s: %w", name, lverr(err))
 	}
 	defer d.Free()
 	if err := d.Undefine(); err != nil && !isCode(err, libvirt.ERR_NO_DOMAIN) {
-		return fmt.Errorf("undefine %s: %w", name, err)
+		return fmt.Errorf("undefine %s: %w", name, lverr(err))
 	}
 	return nil
-}
-
-// WaitHalted polls until the domain is no longer active or ctx ends.
-func (c *Conn) WaitHalted(ctx context.Context, name string, poll time.Duration) error {
-	if poll <= 0 {
-		poll = 100 * time.Millisecond
-	}
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	for {
-		st, err := c.State(name)
-		if err != nil {
-			return err
-		}
-		if !st.Active() {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
 }
 
 // XMLDesc is the live XML of a domain (for tests and debugging).
@@ -254,8 +208,41 @@ func (c *Conn) XMLDesc(name string) (string, error) {
 		return "", err
 	}
 	defer d.Free()
-	return d.GetXMLDesc(0)
+	x, err := d.GetXMLDesc(0)
+	return x, lverr(err)
 }
+
+// AttachDevice hot-plugs a device into the running domain only (the
+// persistent definition is rebuilt from qubes.xml at every start); the
+// error is libvirt's message.
+func (c *Conn) AttachDevice(name, devXML string) error {
+	return c.live(name, func(d *libvirt.Domain) error { return d.AttachDeviceFlags(devXML, libvirt.DOMAIN_DEVICE_MODIFY_LIVE) })
+}
+
+// DetachDevice unplugs a device from the running domain.
+func (c *Conn) DetachDevice(name, devXML string) error {
+	return c.live(name, func(d *libvirt.Domain) error { return d.DetachDeviceFlags(devXML, libvirt.DOMAIN_DEVICE_MODIFY_LIVE) })
+}
+
+// live runs a device change on the domain; its error reads as libvirt's
+// message alone.
+func (c *Conn) live(name string, fn func(*libvirt.Domain) error) error {
+	d, err := c.lookup(name)
+	if err != nil {
+		return err
+	}
+	defer d.Free()
+	if err := fn(d); err != nil {
+		return &messageError{lverr(err)}
+	}
+	return nil
+}
+
+// messageError reads as libvirt's message alone and wraps the error.
+type messageError struct{ err error }
+
+func (e *messageError) Error() string { return virt.Message(e.err) }
+func (e *messageError) Unwrap() error { return e.err }
 
 func xmlName(domXML string) string {
 	var v struct {
