@@ -98,7 +98,7 @@ func ExtractTree(ctx context.Context, r io.Reader, root string, o TreeOptions) (
 			}
 			dirs = append(dirs, dirMeta{comps, mode, mtime})
 			stats.Dirs++
-		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+		case tar.TypeReg, tar.TypeGNUSparse: // archive/tar reports the old TypeRegA as TypeReg
 			if o.MaxBytes > 0 && h.Size > o.MaxBytes-stats.Bytes {
 				return stats, &SizeLimitError{Name: h.Name, Limit: o.MaxBytes}
 			}
