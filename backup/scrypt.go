@@ -10,11 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"strconv"
 	"strings"
-
-	"golang.org/x/crypto/scrypt"
 )
 
 // The scrypt container of the Tarsnap scrypt tool: a 96-byte header, the
@@ -92,14 +89,11 @@ func NewKey(passphrase []byte, p Params) (*Key, error) {
 }
 
 func (k *Key) derive(passphrase []byte) error {
-	dk, err := scrypt.Key(passphrase, k.Salt[:], 1<<k.Params.LogN, int(k.Params.R), int(k.Params.P), 64)
+	dk, err := scryptKey(passphrase, k.Salt[:], k.Params.LogN, int(k.Params.R), int(k.Params.P))
 	if err != nil {
 		return fmt.Errorf("scrypt: %w", err)
 	}
 	k.dk = dk
-	// Each derivation leaves 128·r·N bytes of garbage: hand it back now
-	// rather than let the heap hold several next to the chunk buffers.
-	debug.FreeOSMemory()
 	return nil
 }
 
