@@ -67,11 +67,13 @@ func romix(blk, v, x, y []byte, n, r int) {
 		}
 	}
 	last := (2*r - 1) * 64
-	for i := 0; i < n; i++ {
-		copy(v[i*bs:(i+1)*bs], x)
-		salsaBlockMix(&y[0], &x[0], nil, r)
-		x, y = y, x
+	// V[0] = X, V[i+1] = BlockMix(V[i]), X = BlockMix(V[N-1]): written
+	// in place, with no copy of each block into V.
+	copy(v[:bs], x)
+	for i := 0; i < n-1; i++ {
+		salsaBlockMix(&v[(i+1)*bs], &v[i*bs], nil, r)
 	}
+	salsaBlockMix(&x[0], &v[(n-1)*bs], nil, r)
 	for i := 0; i < n; i++ {
 		// Integerify: the low 64 bits of the last block, words 0 and 1
 		// (word 1 sits at position 5 of the diagonal order).
