@@ -54,6 +54,8 @@ type Archive struct {
 	maxMem uint64
 	// v3: openssl key material and the pending member after qubes.xml.
 	v3 *v3State
+	// ahead derives chunk keys ahead of the stream during Extract.
+	ahead *keyAhead
 }
 
 // Limits of the reference restore on metadata, kept here.
@@ -290,6 +292,13 @@ func (a *Archive) Extract(ctx context.Context, want func(dir string) bool, open 
 		}
 	}()
 	pool := newBufPool(2)
+	if ra, ok := a.tr.r.(io.ReaderAt); ok {
+		// A file: start the KDFs of the next chunks early (kdfahead.go).
+		if k := startKeyAhead(ctx, ra, a.tr.Offset+a.tr.remain+a.tr.pad, a.chunkPass, want, a.maxMem); k != nil {
+			a.ahead = k
+			defer func() { k.close(); a.ahead = nil }()
+		}
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -328,7 +337,7 @@ func (a *Archive) Extract(ctx context.Context, want func(dir string) bool, open 
 			return formatErr("Unexpected file in archive: %s, expected %s", h.Name, exp)
 		}
 		buf := pool.get(int(h.Size))
-		plain, err := a.readChunk(h, buf, a.Header.BackupID+"!"+strings.TrimSuffix(h.Name, ".enc")+"!"+a.o.Passphrase)
+		plain, err := a.readChunk(h, buf, a.chunkPass(h.Name))
 		if err != nil {
 			pool.put(buf)
 			return err
@@ -342,12 +351,13 @@ func (a *Archive) Extract(ctx context.Context, want func(dir string) bool, open 
 }
 
 // readChunk reads one member and authenticates it; the KDF runs while
-// the rest of the member is still being read.
+// the rest of the member is still being read, or ran before (keyAhead).
 func (a *Archive) readChunk(h *tarHeader, buf []byte, pass string) ([]byte, error) {
 	data := buf[:h.Size]
 	if h.Size < ScryptOverhead {
 		return nil, formatErr("%s: %v", h.Name, ErrNotScrypt)
 	}
+	off := a.tr.Offset
 	if _, err := io.ReadFull(a.tr, data[:scryptHeaderLen]); err != nil {
 		return nil, a.eofErr(err, h.Name+" (complete)")
 	}
@@ -356,10 +366,14 @@ func (a *Archive) readChunk(h *tarHeader, buf []byte, pass string) ([]byte, erro
 		err error
 	}
 	kc := make(chan res, 1)
-	go func() {
-		k, err := openHeader([]byte(pass), data, a.maxMem)
+	if k, ok, err := a.ahead.take(off, h.Name, data); ok {
 		kc <- res{k, err}
-	}()
+	} else {
+		go func() {
+			k, err := openHeader([]byte(pass), data, a.maxMem)
+			kc <- res{k, err}
+		}()
+	}
 	_, rerr := io.ReadFull(a.tr, data[scryptHeaderLen:])
 	r := <-kc
 	if rerr != nil {
