@@ -96,6 +96,13 @@ func OpenArchive(ctx context.Context, r io.Reader, o ReadOptions) (*Archive, err
 	if err != nil {
 		return nil, err
 	}
+	// Format 4: read the qubes.xml member now and derive its key while
+	// the header's key is derived (xmlahead.go); nothing of it is used
+	// unless the header then authenticates.
+	var xa *xmlAhead
+	if pre, err := ParseHeader(hdr, o.Filter); err == nil && pre.Version == 4 && bytes.HasPrefix(mac, []byte("scrypt")) {
+		xa = a.readXMLAhead(pre.BackupID)
+	}
 	if bytes.HasPrefix(mac, []byte("scrypt")) {
 		p, _ := ContainerParams(mac)
 		a.Params = p
@@ -120,21 +127,12 @@ func OpenArchive(ctx context.Context, r io.Reader, o ReadOptions) (*Archive, err
 		}
 		return a, nil
 	}
-	m, err := a.tr.Next()
-	if err != nil {
-		return nil, a.eofErr(err, "qubes.xml.000.enc")
+	if xa == nil {
+		xa = a.readXMLAhead(h.BackupID)
+	} else if xa.id != h.BackupID {
+		return nil, formatErr("backup-header: backup-id changed while reading") // the same bytes were parsed
 	}
-	if m.Name != "qubes.xml.000.enc" {
-		return nil, formatErr("unexpected member %q where qubes.xml.000.enc belongs", m.Name)
-	}
-	if m.Size > maxMetadataSize {
-		return nil, formatErr("qubes.xml.000.enc is %d bytes, more than the 1 MiB allowed", m.Size)
-	}
-	data := make([]byte, m.Size)
-	if _, err := io.ReadFull(a.tr, data); err != nil {
-		return nil, a.eofErr(err, m.Name)
-	}
-	plain, err := Open([]byte(h.BackupID+"!qubes.xml.000!"+o.Passphrase), data, a.maxMem)
+	plain, err := xa.open()
 	if err != nil {
 		return nil, formatErr("failed to decrypt qubes.xml.000.enc: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // The scrypt container of the Tarsnap scrypt tool: a 96-byte header, the
@@ -88,7 +89,14 @@ func NewKey(passphrase []byte, p Params) (*Key, error) {
 	return k, k.derive(passphrase)
 }
 
+// kdfRunning and kdfPeak count derivations at once (for tests).
+var kdfRunning, kdfPeak atomic.Int32
+
 func (k *Key) derive(passphrase []byte) error {
+	n := kdfRunning.Add(1)
+	defer kdfRunning.Add(-1)
+	for p := kdfPeak.Load(); n > p && !kdfPeak.CompareAndSwap(p, n); p = kdfPeak.Load() {
+	}
 	dk, err := scryptKey(passphrase, k.Salt[:], k.Params.LogN, int(k.Params.R), int(k.Params.P))
 	if err != nil {
 		return fmt.Errorf("scrypt: %w", err)
