@@ -42,7 +42,8 @@ type memberWriter struct {
 	buf   []byte
 	queue chan *gzJob // in order, for the writer side
 	work  chan *gzJob
-	free  chan []byte
+	free  chan []byte // input blocks
+	outs  chan []byte // compressed members
 	wg    sync.WaitGroup
 	done  chan struct{}
 	err   error // first write error, set by the output goroutine
@@ -59,7 +60,7 @@ type gzJob struct {
 func newMemberWriter(w io.Writer, level int) *memberWriter {
 	n := runtime.GOMAXPROCS(0)
 	z := &memberWriter{w: w, level: level, queue: make(chan *gzJob, 2*n), work: make(chan *gzJob, 2*n),
-		free: make(chan []byte, 2*n+2), done: make(chan struct{})}
+		free: make(chan []byte, 2*n+2), outs: make(chan []byte, 2*n+2), done: make(chan struct{})}
 	for i := 0; i < n; i++ {
 		z.wg.Add(1)
 		go z.compressor()
@@ -72,7 +73,13 @@ func (z *memberWriter) compressor() {
 	defer z.wg.Done()
 	var fw *flate.Writer
 	for j := range z.work {
-		out := bytes.NewBuffer(j.out[:0])
+		var ob []byte
+		select {
+		case ob = <-z.outs:
+		default:
+			ob = make([]byte, 0, gzBlock+gzBlock/16+4096)
+		}
+		out := bytes.NewBuffer(ob[:0])
 		out.Write(make([]byte, gzHeaderLen))
 		if fw == nil {
 			var err error
@@ -121,6 +128,10 @@ func (z *memberWriter) output() {
 		}
 		select {
 		case z.free <- j.in[:0]:
+		default:
+		}
+		select {
+		case z.outs <- j.out[:0]:
 		default:
 		}
 	}
