@@ -158,13 +158,13 @@ func (k *keyAhead) release(e *aheadKey) {
 	}()
 }
 
-// take returns the key derived ahead for the member whose data starts
-// at off, when the look-ahead saw the same name and scrypt header there;
-// ok is false when the caller must derive the key itself. Keys for
-// members before off are dropped.
-func (k *keyAhead) take(off int64, name string, hdr []byte) (key *Key, ok bool, err error) {
+// take returns the wait for the key derived ahead for the member whose
+// data starts at off, when the look-ahead saw the same name and scrypt
+// header there; ok is false when the caller must derive the key itself.
+// Keys for members before off are dropped.
+func (k *keyAhead) take(off int64, name string, hdr []byte) (wait func() (*Key, error), ok bool) {
 	if k == nil {
-		return nil, false, nil
+		return nil, false
 	}
 	k.mu.Lock()
 	for o, e := range k.pending {
@@ -180,16 +180,18 @@ func (k *keyAhead) take(off int64, name string, hdr []byte) (key *Key, ok bool, 
 	delete(k.pending, off)
 	k.mu.Unlock()
 	if e == nil {
-		return nil, false, nil
+		return nil, false
 	}
 	if e.name != name || !bytes.Equal(e.hdr[:], hdr[:scryptHeaderLen]) {
 		k.release(e)
-		return nil, false, nil
+		return nil, false
 	}
-	<-e.done
-	<-k.slots
 	aheadHits.Add(1)
-	return e.key, true, e.err
+	return func() (*Key, error) {
+		<-e.done
+		<-k.slots
+		return e.key, e.err
+	}, true
 }
 
 // close stops the scan; derivations in flight finish on their own.

@@ -364,8 +364,11 @@ func (a *Archive) readChunk(h *tarHeader, buf []byte, pass string) ([]byte, erro
 		err error
 	}
 	kc := make(chan res, 1)
-	if k, ok, err := a.ahead.take(off, h.Name, data); ok {
-		kc <- res{k, err}
+	if wait, ok := a.ahead.take(off, h.Name, data); ok {
+		go func() {
+			k, err := wait()
+			kc <- res{k, err}
+		}()
 	} else {
 		go func() {
 			k, err := openHeader([]byte(pass), data, a.maxMem)
