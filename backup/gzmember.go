@@ -29,9 +29,14 @@ const (
 	gzSI2       = 'M'
 	gzHeaderLen = 10 + 2 + 4 + 4 // fixed header, XLEN, subfield id+len, member length
 	gzTrailer   = 8
-	// gzMaxMember bounds a member the reader takes whole (in and out):
-	// ours are at most gzBlock plus deflate's stored-block overhead.
-	gzMaxMember = 8 << 20
+	// gzMaxMember bounds a member the reader takes whole: ours are at
+	// most gzBlock plus deflate's stored-block overhead; a longer one is
+	// read by the streaming decoder. gzMaxOut bounds what one member may
+	// inflate to (ours: gzBlock). With at most 3·GOMAXPROCS+2 members
+	// held, a crafted stream cannot make the reader hold more than a few
+	// tens of MiB.
+	gzMaxMember = 2 << 20
+	gzMaxOut    = 4 << 20
 )
 
 // memberWriter compresses gzBlock pieces in parallel and writes them as
@@ -350,8 +355,8 @@ func (m *memberReader) inflater() {
 			d = newInflater()
 		}
 		size := int(binary.LittleEndian.Uint32(j.in[len(j.in)-4:]))
-		if size > gzMaxMember {
-			j.err = fmt.Errorf("gzip: a member claims %d bytes, more than the %d allowed", size, gzMaxMember)
+		if size > gzMaxOut {
+			j.err = fmt.Errorf("gzip: a member claims %d bytes, more than the %d allowed", size, gzMaxOut)
 		} else {
 			j.out = getBuf(m.outFree, size)
 			j.err = d.Gunzip(j.out, j.in)

@@ -208,3 +208,30 @@ func TestMemberStreamDamage(t *testing.T) {
 		}
 	}
 }
+
+// A member longer than gzMaxMember is left to the streaming decoder; one
+// that claims to inflate past gzMaxOut is refused, not allocated.
+func TestMemberLimits(t *testing.T) {
+	var long bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&long, gzip.NoCompression)
+	data := gzTestData(3 << 20)
+	w.Write(data)
+	w.Close()
+	b := long.Bytes()
+	// Give it our subfield with its true length, too long to take whole.
+	m := make([]byte, gzHeaderLen, gzHeaderLen+len(b))
+	putMemberHeader(m, gzHeaderLen+len(b)-10)
+	m = append(m, b[10:]...)
+	if memberLen(m) != 0 {
+		t.Fatal("a 3 MiB member was taken whole")
+	}
+	if got, err := decompressAll(m); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("long member: %v", err)
+	}
+	z := memberCompress(t, gzTestData(1000))
+	n := len(z)
+	z[n-1] = 0x10 // ISIZE: 256 MiB
+	if _, err := decompressAll(z); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("member claiming 256 MiB: %v", err)
+	}
+}
