@@ -22,18 +22,30 @@ func newInflater() inflater {
 	if d := libdeflate.New(); d != nil {
 		return d
 	}
-	return goInflater{}
+	return &goInflater{}
 }
 
-// goInflater is the pure Go inflater (builds without cgo).
-type goInflater struct{}
+// goInflater is the pure Go inflater (builds without cgo); one reader
+// reused for every member, its input a bytes.Reader (klauspost's fast
+// path for in-memory input).
+type goInflater struct {
+	br bytes.Reader
+	zr *gzip.Reader
+}
 
-func (goInflater) Gunzip(out, member []byte) error {
-	br := bytes.NewReader(member)
-	zr, err := gzip.NewReader(br)
+func (g *goInflater) Gunzip(out, member []byte) error {
+	br := &g.br
+	br.Reset(member)
+	var err error
+	if g.zr == nil {
+		g.zr, err = gzip.NewReader(br)
+	} else {
+		err = g.zr.Reset(br)
+	}
 	if err != nil {
 		return fmt.Errorf("gzip: %w", err)
 	}
+	zr := g.zr
 	zr.Multistream(false)
 	if _, err := io.ReadFull(zr, out); err != nil {
 		return fmt.Errorf("gzip: corrupt member: %w", err)
@@ -48,4 +60,4 @@ func (goInflater) Gunzip(out, member []byte) error {
 	return nil
 }
 
-func (goInflater) Close() {}
+func (*goInflater) Close() {}
