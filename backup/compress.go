@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
-	"runtime"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/pgzip"
@@ -20,14 +19,9 @@ func newCompressor(filter string, w io.Writer) (io.WriteCloser, error) {
 	case "":
 		return nopWriteCloser{w}, nil
 	case "gzip", "pigz":
-		z, err := pgzip.NewWriterLevel(w, gzip.DefaultCompression)
-		if err != nil {
-			return nil, err
-		}
-		if err := z.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0)); err != nil {
-			return nil, err
-		}
-		return z, nil
+		// Independent members, compressed in parallel, that the reader
+		// can inflate in parallel too (gzmember.go).
+		return newMemberWriter(w, gzip.DefaultCompression), nil
 	}
 	var args []string
 	if filter == "xz" {
@@ -91,7 +85,14 @@ func newDecompressor(filter string, r io.Reader) (io.ReadCloser, error) {
 	case "":
 		return io.NopCloser(r), nil
 	case "gzip", "pigz":
-		z, err := pgzip.NewReader(r)
+		// qvm's own members are inflated whole and in parallel; any
+		// other gzip stream is read by pgzip (decoding ahead of use).
+		hdr := make([]byte, gzHeaderLen)
+		n, err := io.ReadFull(r, hdr)
+		if err == nil && memberLen(hdr) > 0 {
+			return newMemberReader(r, hdr), nil
+		}
+		z, err := pgzip.NewReader(io.MultiReader(bytes.NewReader(hdr[:n]), r))
 		if err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}

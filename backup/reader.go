@@ -54,6 +54,8 @@ type Archive struct {
 	maxMem uint64
 	// v3: openssl key material and the pending member after qubes.xml.
 	v3 *v3State
+	// ahead derives chunk keys ahead of the stream during Extract.
+	ahead *keyAhead
 }
 
 // Limits of the reference restore on metadata, kept here.
@@ -94,6 +96,13 @@ func OpenArchive(ctx context.Context, r io.Reader, o ReadOptions) (*Archive, err
 	if err != nil {
 		return nil, err
 	}
+	// Format 4: read the qubes.xml member now and derive its key while
+	// the header's key is derived (xmlahead.go); nothing of it is used
+	// unless the header then authenticates.
+	var xa *xmlAhead
+	if pre, err := ParseHeader(hdr, o.Filter); err == nil && pre.Version == 4 && bytes.HasPrefix(mac, []byte("scrypt")) {
+		xa = a.readXMLAhead(pre.BackupID)
+	}
 	if bytes.HasPrefix(mac, []byte("scrypt")) {
 		p, _ := ContainerParams(mac)
 		a.Params = p
@@ -118,21 +127,12 @@ func OpenArchive(ctx context.Context, r io.Reader, o ReadOptions) (*Archive, err
 		}
 		return a, nil
 	}
-	m, err := a.tr.Next()
-	if err != nil {
-		return nil, a.eofErr(err, "qubes.xml.000.enc")
+	if xa == nil {
+		xa = a.readXMLAhead(h.BackupID)
+	} else if xa.id != h.BackupID {
+		return nil, formatErr("backup-header: backup-id changed while reading") // the same bytes were parsed
 	}
-	if m.Name != "qubes.xml.000.enc" {
-		return nil, formatErr("unexpected member %q where qubes.xml.000.enc belongs", m.Name)
-	}
-	if m.Size > maxMetadataSize {
-		return nil, formatErr("qubes.xml.000.enc is %d bytes, more than the 1 MiB allowed", m.Size)
-	}
-	data := make([]byte, m.Size)
-	if _, err := io.ReadFull(a.tr, data); err != nil {
-		return nil, a.eofErr(err, m.Name)
-	}
-	plain, err := Open([]byte(h.BackupID+"!qubes.xml.000!"+o.Passphrase), data, a.maxMem)
+	plain, err := xa.open()
 	if err != nil {
 		return nil, formatErr("failed to decrypt qubes.xml.000.enc: %v", err)
 	}
@@ -291,6 +291,13 @@ func (a *Archive) Extract(ctx context.Context, want func(dir string) bool, open 
 		}
 	}()
 	pool := newBufPool(2)
+	if ra, ok := a.tr.r.(io.ReaderAt); ok {
+		// A file: start the KDFs of the next chunks early (kdfahead.go).
+		if k := startKeyAhead(ctx, ra, a.tr.Offset+a.tr.remain+a.tr.pad, a.chunkPass, want, a.maxMem); k != nil {
+			a.ahead = k
+			defer func() { k.close(); a.ahead = nil }()
+		}
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -329,7 +336,7 @@ func (a *Archive) Extract(ctx context.Context, want func(dir string) bool, open 
 			return formatErr("Unexpected file in archive: %s, expected %s", h.Name, exp)
 		}
 		buf := pool.get(int(h.Size))
-		plain, err := a.readChunk(h, buf, a.Header.BackupID+"!"+strings.TrimSuffix(h.Name, ".enc")+"!"+a.o.Passphrase)
+		plain, err := a.readChunk(h, buf, a.chunkPass(h.Name))
 		if err != nil {
 			pool.put(buf)
 			return err
@@ -343,12 +350,13 @@ func (a *Archive) Extract(ctx context.Context, want func(dir string) bool, open 
 }
 
 // readChunk reads one member and authenticates it; the KDF runs while
-// the rest of the member is still being read.
+// the rest of the member is still being read, or ran before (keyAhead).
 func (a *Archive) readChunk(h *tarHeader, buf []byte, pass string) ([]byte, error) {
 	data := buf[:h.Size]
 	if h.Size < ScryptOverhead {
 		return nil, formatErr("%s: %v", h.Name, ErrNotScrypt)
 	}
+	off := a.tr.Offset
 	if _, err := io.ReadFull(a.tr, data[:scryptHeaderLen]); err != nil {
 		return nil, a.eofErr(err, h.Name+" (complete)")
 	}
@@ -357,10 +365,17 @@ func (a *Archive) readChunk(h *tarHeader, buf []byte, pass string) ([]byte, erro
 		err error
 	}
 	kc := make(chan res, 1)
-	go func() {
-		k, err := openHeader([]byte(pass), data, a.maxMem)
-		kc <- res{k, err}
-	}()
+	if wait, ok := a.ahead.take(off, h.Name, data); ok {
+		go func() {
+			k, err := wait()
+			kc <- res{k, err}
+		}()
+	} else {
+		go func() {
+			k, err := openHeader([]byte(pass), data, a.maxMem)
+			kc <- res{k, err}
+		}()
+	}
 	_, rerr := io.ReadFull(a.tr, data[scryptHeaderLen:])
 	r := <-kc
 	if rerr != nil {

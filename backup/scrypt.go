@@ -10,11 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"strconv"
 	"strings"
-
-	"golang.org/x/crypto/scrypt"
+	"sync/atomic"
 )
 
 // The scrypt container of the Tarsnap scrypt tool: a 96-byte header, the
@@ -91,15 +89,19 @@ func NewKey(passphrase []byte, p Params) (*Key, error) {
 	return k, k.derive(passphrase)
 }
 
+// kdfRunning and kdfPeak count derivations at once (for tests).
+var kdfRunning, kdfPeak atomic.Int32
+
 func (k *Key) derive(passphrase []byte) error {
-	dk, err := scrypt.Key(passphrase, k.Salt[:], 1<<k.Params.LogN, int(k.Params.R), int(k.Params.P), 64)
+	n := kdfRunning.Add(1)
+	defer kdfRunning.Add(-1)
+	for p := kdfPeak.Load(); n > p && !kdfPeak.CompareAndSwap(p, n); p = kdfPeak.Load() {
+	}
+	dk, err := scryptKey(passphrase, k.Salt[:], k.Params.LogN, int(k.Params.R), int(k.Params.P))
 	if err != nil {
 		return fmt.Errorf("scrypt: %w", err)
 	}
 	k.dk = dk
-	// Each derivation leaves 128·r·N bytes of garbage: hand it back now
-	// rather than let the heap hold several next to the chunk buffers.
-	debug.FreeOSMemory()
 	return nil
 }
 

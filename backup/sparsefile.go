@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // SparseFile writes restored volume data into a file, seeking over
@@ -13,7 +16,32 @@ type SparseFile struct {
 	f    *os.File
 	size int64
 	off  int64
+	// kicked: writeback was started up to here (writeBehind).
+	kicked int64
 }
+
+// writeBehindStep is how much new data makes SparseFile start its
+// writeback (sync_file_range, SYNC_FILE_RANGE_WRITE, which does not wait
+// for it): the fsync of the import that follows a restore then finds the
+// volume mostly on disk instead of writing all of it at once (0.5 s of
+// a 1 GiB restore here).
+const writeBehindStep = 32 << 20
+
+// writeBehind starts the writeback of what was written since the last
+// kick; errors are ignored (the later fsync reports real ones).
+func (s *SparseFile) writeBehind() {
+	if s.off-s.kicked < writeBehindStep {
+		return
+	}
+	if s.off > s.kicked {
+		_ = unix.SyncFileRange(int(s.f.Fd()), s.kicked, s.off-s.kicked, unix.SYNC_FILE_RANGE_WRITE)
+		writeBehinds.Add(1)
+	}
+	s.kicked = s.off
+}
+
+// writeBehinds counts started writebacks (for tests).
+var writeBehinds atomic.Int64
 
 // NewSparseFile writes into f, which is truncated to size at Close.
 func NewSparseFile(f *os.File, size int64) *SparseFile {
@@ -52,6 +80,7 @@ func (s *SparseFile) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	s.off += int64(len(p))
+	s.writeBehind()
 	return n, nil
 }
 
@@ -79,5 +108,9 @@ func (s *SparseFile) WriteAt(p []byte, off int64) (int, error) {
 	if end := off + int64(len(p)); end > s.off {
 		s.off = end
 	}
-	return s.f.WriteAt(p, off)
+	n, err := s.f.WriteAt(p, off)
+	if err == nil {
+		s.writeBehind()
+	}
+	return n, err
 }

@@ -51,7 +51,7 @@ func benchBackup(r *runner) (string, error) {
 		}
 		b.WriteString(rows)
 	}
-	b.WriteString("\nMemory: qvm holds at most two chunk buffers (2 × 100 MiB) plus one scrypt derivation at a time (128 MiB at these parameters, returned to the system after each key) and the gzip blocks, whatever the volume size; the GC is given that limit. `scrypt` itself needs 128 MiB per run. The reference-style restore decrypts each chunk to a file before using it, as the stock restore does; qvm keeps the chunk in memory until its HMAC is checked, then stages the volume in the state dir (so that qubes.xml only ever lists fully restored qubes) and moves it into the pool when both are on one filesystem (storage `Volume.ImportFile`; a copy otherwise).\n")
+	b.WriteString("\nMemory: qvm holds at most two chunk buffers (2 × 100 MiB) and the gzip blocks (a few MiB), whatever the volume size, plus the scrypt derivations running (128 MiB each at these parameters, mapped outside the Go heap and unmapped after each key): one at a time in a backup; in a restore two, the header's and qubes.xml's side by side, then those of the next chunks, derived ahead from the backup file. `scrypt` itself needs 128 MiB per run. The reference-style restore decrypts each chunk to a file before using it, as the stock restore does; qvm keeps the chunk in memory until its HMAC is checked, then stages the volume in the state dir (so that qubes.xml only ever lists fully restored qubes) and moves it into the pool when both are on one filesystem (storage `Volume.ImportFile`; a copy otherwise).\n")
 	return b.String(), nil
 }
 

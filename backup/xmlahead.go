@@ -1,0 +1,61 @@
+package backup
+
+import (
+	"io"
+)
+
+// xmlAhead is the qubes.xml.000.enc member of a format 4 archive, read
+// right after the header's .hmac and with its key derivation started at
+// once, so that the two KDFs of OpenArchive run side by side. It is used
+// only once the header has authenticated; until then its errors wait.
+type xmlAhead struct {
+	id   string // backup-id the passphrase was made with
+	err  error  // reading the member failed
+	data []byte
+	key  chan keyResult
+}
+
+type keyResult struct {
+	k   *Key
+	err error
+}
+
+func (a *Archive) readXMLAhead(id string) *xmlAhead {
+	x := &xmlAhead{id: id}
+	m, err := a.tr.Next()
+	switch {
+	case err != nil:
+		x.err = a.eofErr(err, "qubes.xml.000.enc")
+	case m.Name != "qubes.xml.000.enc":
+		x.err = formatErr("unexpected member %q where qubes.xml.000.enc belongs", m.Name)
+	case m.Size > maxMetadataSize:
+		x.err = formatErr("qubes.xml.000.enc is %d bytes, more than the 1 MiB allowed", m.Size)
+	}
+	if x.err != nil {
+		return x
+	}
+	x.data = make([]byte, m.Size)
+	if _, err := io.ReadFull(a.tr, x.data); err != nil {
+		x.err = a.eofErr(err, m.Name)
+		return x
+	}
+	x.key = make(chan keyResult, 1)
+	pass := []byte(id + "!qubes.xml.000!" + a.o.Passphrase)
+	go func() {
+		k, err := openHeader(pass, x.data, a.maxMem)
+		x.key <- keyResult{k, err}
+	}()
+	return x
+}
+
+// open authenticates and decrypts the member, as Open does.
+func (x *xmlAhead) open() ([]byte, error) {
+	if x.err != nil {
+		return nil, x.err
+	}
+	r := <-x.key
+	if r.err != nil {
+		return nil, r.err
+	}
+	return r.k.open(x.data)
+}
