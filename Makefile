@@ -24,7 +24,7 @@ deps:
 	@./deps/start-user.sh
 
 build: deps
-	CGO_ENABLED=0 $(GO) build -o bin/qvm ./cmd/qvm
+	$(GO) build -o bin/qvm ./cmd/qvm
 	$(GO) build -o bin/qvm-virt ./cmd/qvm-virt
 	CGO_ENABLED=0 $(GO) build -o bin/qmemmand ./cmd/qmemmand
 	$(GO) build -o bin/qmemmand-virt ./cmd/qmemmand-virt
