@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -74,6 +75,8 @@ func ExtractTree(ctx context.Context, r io.Reader, root string, o TreeOptions) (
 	var dirs []dirMeta
 	tr := tar.NewReader(r)
 	buf := make([]byte, 1<<20)
+	pool := newFilePool(x)
+	defer pool.close()
 	for {
 		if err := ctx.Err(); err != nil {
 			return stats, err
@@ -91,6 +94,14 @@ func ExtractTree(ctx context.Context, r io.Reader, root string, o TreeOptions) (
 		}
 		mode := uint32(h.Mode) & 0o777
 		mtime := unix.NsecToTimespec(h.ModTime.UnixNano())
+		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeGNUSparse {
+			// Everything else sees the files before it in place (a hard
+			// link needs its target; a name taken twice is refused the
+			// same way whatever the order).
+			if err := pool.wait(); err != nil {
+				return stats, err
+			}
+		}
 		switch h.Typeflag {
 		case tar.TypeDir:
 			if err := x.mkdir(comps); err != nil {
@@ -101,6 +112,17 @@ func ExtractTree(ctx context.Context, r io.Reader, root string, o TreeOptions) (
 		case tar.TypeReg, tar.TypeGNUSparse: // archive/tar reports the old TypeRegA as TypeReg
 			if o.MaxBytes > 0 && h.Size > o.MaxBytes-stats.Bytes {
 				return stats, &SizeLimitError{Name: h.Name, Limit: o.MaxBytes}
+			}
+			if h.Size <= smallFile {
+				// Small files are created by a few workers at once: a
+				// home is mostly small files, and creating one costs far
+				// more than writing it.
+				if err := pool.add(h.Name, comps, tr, h.Size, mode, mtime); err != nil {
+					return stats, err
+				}
+				stats.Files++
+				stats.Bytes += h.Size
+				continue
 			}
 			n, err := x.file(comps, tr, h.Size, mode, mtime, buf)
 			if err != nil {
@@ -132,6 +154,9 @@ func ExtractTree(ctx context.Context, r io.Reader, root string, o TreeOptions) (
 			stats.Skipped++
 		}
 	}
+	if err := pool.wait(); err != nil {
+		return stats, err
+	}
 	// Directory modes and times last, deepest first: writing into a
 	// directory changes its mtime, and a read-only one would refuse it.
 	for i := len(dirs) - 1; i >= 0; i-- {
@@ -140,6 +165,96 @@ func ExtractTree(ctx context.Context, r io.Reader, root string, o TreeOptions) (
 		}
 	}
 	return stats, nil
+}
+
+// smallFile is the largest file the worker pool takes (held in memory
+// meanwhile: at most filePoolBufs of them).
+const (
+	smallFile     = 256 << 10
+	fileWorkers   = 4
+	filePoolBufs  = 2 * fileWorkers
+	filePoolSlack = 64 << 10
+)
+
+type fileJob struct {
+	name  string
+	comps []string
+	data  []byte
+	mode  uint32
+	mtime unix.Timespec
+}
+
+// filePool creates small files concurrently.
+type filePool struct {
+	x    *treeExtractor
+	jobs chan fileJob
+	free chan []byte
+	wg   sync.WaitGroup // jobs in flight
+	done sync.WaitGroup // workers
+	mu   sync.Mutex
+	err  error
+}
+
+func newFilePool(x *treeExtractor) *filePool {
+	p := &filePool{x: x, jobs: make(chan fileJob), free: make(chan []byte, filePoolBufs)}
+	for i := 0; i < filePoolBufs; i++ {
+		p.free <- nil
+	}
+	for i := 0; i < fileWorkers; i++ {
+		p.done.Add(1)
+		go func() {
+			defer p.done.Done()
+			buf := make([]byte, filePoolSlack)
+			for j := range p.jobs {
+				if _, err := x.file(j.comps, bytes.NewReader(j.data), int64(len(j.data)), j.mode, j.mtime, buf); err != nil {
+					p.mu.Lock()
+					if p.err == nil {
+						p.err = fmt.Errorf("%s: %w", j.name, err)
+					}
+					p.mu.Unlock()
+				}
+				p.free <- j.data[:0]
+				p.wg.Done()
+			}
+		}()
+	}
+	return p
+}
+
+// add reads the file's data and queues its creation.
+func (p *filePool) add(name string, comps []string, r io.Reader, size int64, mode uint32, mtime unix.Timespec) error {
+	b := <-p.free
+	if int64(cap(b)) < size {
+		b = make([]byte, size, smallFile)
+	}
+	b = b[:size]
+	if _, err := io.ReadFull(r, b); err != nil {
+		p.free <- b[:0]
+		return fmt.Errorf("%s: inner archive: %w", name, noEOF(err))
+	}
+	p.mu.Lock()
+	err := p.err
+	p.mu.Unlock()
+	if err != nil {
+		p.free <- b[:0]
+		return err
+	}
+	p.wg.Add(1)
+	p.jobs <- fileJob{name: name, comps: comps, data: b, mode: mode, mtime: mtime}
+	return nil
+}
+
+// wait lets every queued file be created and reports the first error.
+func (p *filePool) wait() error {
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+func (p *filePool) close() {
+	close(p.jobs)
+	p.done.Wait()
 }
 
 func treeKind(t byte) string {
