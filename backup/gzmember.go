@@ -274,15 +274,7 @@ func (m *memberReader) split(hdr []byte) {
 		if n == 0 {
 			// Not one of ours: a member from elsewhere, read serially
 			// from here on (gzip.Reader reads concatenated members).
-			zr, err := gzip.NewReader(io.MultiReader(bytes.NewReader(hdr), m.r))
-			j := &inflJob{done: make(chan struct{}), err: err}
-			if err == nil {
-				j.stream = zr
-			} else {
-				j.err = fmt.Errorf("gzip: %w", err)
-			}
-			close(j.done)
-			send(j)
+			send(streamJob(io.MultiReader(bytes.NewReader(hdr), m.r)))
 			return
 		}
 		in := getBuf(m.inFree, n)
@@ -314,15 +306,7 @@ func (m *memberReader) split(hdr []byte) {
 			// A short tail: maybe a foreign member with a shorter header;
 			// the streaming decoder says what it is.
 			hdr = hdr[:k]
-			zr, err := gzip.NewReader(bytes.NewReader(hdr))
-			j := &inflJob{done: make(chan struct{}), err: err}
-			if err == nil {
-				j.stream = zr
-			} else {
-				j.err = fmt.Errorf("gzip: %w", err)
-			}
-			close(j.done)
-			send(j)
+			send(streamJob(bytes.NewReader(hdr)))
 			return
 		}
 		if err != nil {
@@ -431,4 +415,18 @@ func putBuf(free chan []byte, b []byte) {
 	case free <- b:
 	default:
 	}
+}
+
+// streamJob is a finished job that hands the rest of the stream to the
+// streaming gzip decoder (members that are not ours).
+func streamJob(r io.Reader) *inflJob {
+	j := &inflJob{done: make(chan struct{})}
+	zr, err := gzip.NewReader(r)
+	if err == nil {
+		j.stream = zr
+	} else {
+		j.err = fmt.Errorf("gzip: %w", err)
+	}
+	close(j.done)
+	return j
 }

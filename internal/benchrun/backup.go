@@ -19,10 +19,8 @@ import (
 // `scrypt dec` per chunk, then `gzip -d | tar -x`).
 // QVM_BENCH_BACKUP_MIB scales the volumes down for a quick run.
 func benchBackup(r *runner) (string, error) {
-	for _, tool := range []string{"scrypt", "tar", "gzip", "split"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Sprintf("skipped: %s missing (deps/backup.deb)\n", tool), nil
-		}
+	if msg := missingTool("scrypt", "tar", "gzip", "split"); msg != "" {
+		return msg, nil
 	}
 	unit := int64(1024) // MiB of the "1 GiB" volume
 	if s := os.Getenv("QVM_BENCH_BACKUP_MIB"); s != "" {
@@ -261,4 +259,14 @@ func sameFile(a, b string) bool {
 		return false
 	}
 	return strings.Fields(string(out1))[0] == strings.Fields(string(out2))[0]
+}
+
+// missingTool is the section's text when a reference tool is missing.
+func missingTool(tools ...string) string {
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Sprintf("skipped: %s missing (deps/backup.deb)\n", tool)
+		}
+	}
+	return ""
 }

@@ -16,10 +16,8 @@ import (
 // split | scrypt enc` per chunk, and `scrypt dec` per chunk, then
 // `gzip -d | tar -x`.
 func benchHome(r *runner) (string, error) {
-	for _, tool := range []string{"scrypt", "tar", "gzip", "split"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Sprintf("skipped: %s missing (deps/backup.deb)\n", tool), nil
-		}
+	if msg := missingTool("scrypt", "tar", "gzip", "split"); msg != "" {
+		return msg, nil
 	}
 	me, err := user.Current()
 	if err != nil {
