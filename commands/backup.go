@@ -249,10 +249,7 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 	now := env.Now().Unix()
 	return env.update(ctx, func(app *core.App) error {
 		for _, name := range plan.names {
-			// AdminVM has no backup_timestamp property (spec state.md
-			// §5.9): writing one would put an unknown property into
-			// dom0's entry, which a real qubesd would not load.
-			if d, err := app.Domain(name); err == nil && d.Class != "AdminVM" {
+			if d, err := app.Domain(name); err == nil {
 				app.SetBackupTimestamp(d, now)
 			}
 		}

@@ -102,7 +102,13 @@ func (a *App) PrepareBackupCopy(paths map[string]string, sizes map[string]int64)
 	}
 }
 
-// SetBackupTimestamp records a finished backup on a qube.
+// SetBackupTimestamp records a finished backup on a qube. A class
+// without the property (AdminVM, spec state.md §5.9) gets nothing:
+// writing it would put an unknown property into its entry, which a real
+// qubesd would not load.
 func (a *App) SetBackupTimestamp(d *Domain, unix int64) {
+	if _, err := lookupProp(d, "backup_timestamp"); err != nil {
+		return
+	}
 	d.props["backup_timestamp"] = intValue(unix)
 }
