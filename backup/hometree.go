@@ -104,7 +104,7 @@ func ExtractTree(ctx context.Context, r io.Reader, root string, o TreeOptions) (
 		}
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := x.mkdir(comps); err != nil {
+			if err := x.mkdir(comps, mtime); err != nil {
 				return stats, fmt.Errorf("%s: %w", h.Name, err)
 			}
 			dirs = append(dirs, dirMeta{comps, mode, mtime})
@@ -325,28 +325,20 @@ func (x *treeExtractor) chown(dirfd int, name string) {
 	}
 }
 
-func (x *treeExtractor) mkdir(comps []string) error {
-	pfd, err := x.parent(comps, true)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(pfd)
-	base := comps[len(comps)-1]
-	err = unix.Mkdirat(pfd, base, 0o700)
-	if errors.Is(err, unix.EEXIST) {
-		// A directory listed again (or made for an earlier child) is
-		// fine; anything else in its place is not.
-		var st unix.Stat_t
-		if serr := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); serr == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			return nil
+func (x *treeExtractor) mkdir(comps []string, mtime unix.Timespec) error {
+	return x.node(comps, mtime, func(pfd int, base string) error {
+		err := unix.Mkdirat(pfd, base, 0o700)
+		if errors.Is(err, unix.EEXIST) {
+			// A directory listed again (or made for an earlier child) is
+			// fine; anything else in its place is not.
+			var st unix.Stat_t
+			if serr := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); serr == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				return nil
+			}
+			return fmt.Errorf("exists and is not a directory")
 		}
-		return fmt.Errorf("exists and is not a directory")
-	}
-	if err != nil {
 		return err
-	}
-	x.chown(pfd, base)
-	return nil
+	})
 }
 
 // file writes a regular file; blocks of zeros become holes again.
@@ -433,7 +425,8 @@ func (x *treeExtractor) symlink(comps []string, target string, mtime unix.Timesp
 	return x.node(comps, mtime, func(pfd int, base string) error { return unix.Symlinkat(target, pfd, base) })
 }
 
-// node makes a symlink or fifo with mk, then gives it its owner and time.
+// node makes a directory, symlink or fifo with mk, then gives it its
+// owner and time (a directory's final mode and time come at the end).
 func (x *treeExtractor) node(comps []string, mtime unix.Timespec, mk func(pfd int, base string) error) error {
 	pfd, err := x.parent(comps, true)
 	if err != nil {
