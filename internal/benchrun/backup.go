@@ -121,39 +121,47 @@ func runTimed(env []string, dir string, name string, args ...string) (timed, err
 	return timed{el, rss}, nil
 }
 
+// refBackupScript writes a backup of one file or tree the reference way
+// (spec backup.md §1-8): header and .hmac, qubes.xml, then
+// `tar -Pc --sparse --xform | gzip | split` and one `scrypt enc` and
+// `tar -cO --posix` per chunk, one after another.
+// Args: parent base dir out pass qubes.xml; the member is dir/base.
 const refBackupScript = `set -e +H
-src=$1; out=$2; pass=$3
+parent=$1; base=$2; dir=$3; out=$4; pass=$5
 id=20260101T000000-1
 printf 'version=4\nencrypted=True\ncompressed=True\ncompression-filter=gzip\nhmac-algorithm=scrypt\nbackup-id=%s\n' $id > backup-header
 echo "backup-header!$pass" | scrypt enc --logN 17 -r 8 -p 1 -P backup-header backup-header.hmac
 tar -cO --posix backup-header backup-header.hmac > "$out"
-cp "$4" qubes.xml
+cp "$6" qubes.xml
 tar -c qubes.xml | gzip > qubes.xml.000
 echo "$id!qubes.xml.000!$pass" | scrypt enc --logN 17 -r 8 -p 1 -P qubes.xml.000 qubes.xml.000.enc
 tar -cO --posix qubes.xml.000.enc >> "$out"
-mkdir -p vm1
-tar -Pc --sparse -C "$(dirname "$src")" --xform="s:^private.img:vm1/\0:" private.img | gzip | split -b 100M -d -a 3 - vm1/private.img.
-for f in $(ls vm1/ | sort -V); do
-  echo "$id!vm1/$f!$pass" | scrypt enc --logN 17 -r 8 -p 1 -P "vm1/$f" "vm1/$f.enc"
-  rm "vm1/$f"
-  tar -cO --posix "vm1/$f.enc" >> "$out"
-  rm "vm1/$f.enc"
+mkdir -p "$dir"
+tar -Pc --sparse -C "$parent" --xform="s:^$base:$dir/\0:" "$base" | gzip | split -b 100M -d -a 3 - "$dir/$base."
+for f in $(ls "$dir/" | sort -V); do
+  echo "$id!$dir/$f!$pass" | scrypt enc --logN 17 -r 8 -p 1 -P "$dir/$f" "$dir/$f.enc"
+  rm "$dir/$f"
+  tar -cO --posix "$dir/$f.enc" >> "$out"
+  rm "$dir/$f.enc"
 done
 `
 
+// refRestoreScript is its restore: `tar -i -x`, the header checked,
+// `scrypt dec` per chunk, then `cat | gzip -d | tar -x`.
+// Args: archive pass dir base.
 const refRestoreScript = `set -e +H
-in=$1; pass=$2
+in=$1; pass=$2; dir=$3; base=$4
 id=20260101T000000-1
 tar -i -xf "$in"
 echo "backup-header!$pass" | scrypt dec -P backup-header.hmac backup-header.verified
 cmp -s backup-header backup-header.verified
 echo "$id!qubes.xml.000!$pass" | scrypt dec -P qubes.xml.000.enc | gzip -d | tar -x
 rm qubes.xml.000.enc
-for f in $(ls vm1/*.enc | sort -V); do
+for f in $(ls "$dir"/*.enc | sort -V); do
   echo "$id!${f%.enc}!$pass" | scrypt dec -P "$f" "${f%.enc}"
   rm "$f"
 done
-cat $(ls vm1/private.img.* | sort -V) | gzip -d | tar -x --sparse -f -
+cat $(ls "$dir/$base".* | sort -V) | gzip -d | tar -x --sparse -f -
 `
 
 func benchBackupVolume(r *runner, i int, title string, size int64, fill func(*os.File, int64) error, params string) (string, error) {
@@ -208,7 +216,7 @@ func benchBackupVolume(r *runner, i int, title string, size int64, fill func(*os
 	}
 	refDir := filepath.Join(dir, "ref")
 	os.MkdirAll(refDir, 0o755)
-	rb, err := runTimed(nil, refDir, "bash", "-c", refBackupScript, "bash", img, filepath.Join(dir, "ref.backup"), "bench passphrase", filepath.Join(src, "qubes.xml"))
+	rb, err := runTimed(nil, refDir, "bash", "-c", refBackupScript, "bash", filepath.Dir(img), "private.img", "vm1", filepath.Join(dir, "ref.backup"), "bench passphrase", filepath.Join(src, "qubes.xml"))
 	if err != nil {
 		return "", err
 	}
@@ -224,7 +232,7 @@ func benchBackupVolume(r *runner, i int, title string, size int64, fill func(*os
 	}
 	refOut := filepath.Join(dir, "refrestore")
 	os.MkdirAll(refOut, 0o755)
-	rr, err := runTimed(nil, refOut, "bash", "-c", refRestoreScript, "bash", filepath.Join(dir, "ref.backup"), "bench passphrase")
+	rr, err := runTimed(nil, refOut, "bash", "-c", refRestoreScript, "bash", filepath.Join(dir, "ref.backup"), "bench passphrase", "vm1", "private.img")
 	if err != nil {
 		return "", err
 	}

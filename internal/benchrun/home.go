@@ -14,7 +14,7 @@ import (
 // many small files) next to the reference-style pipeline on the same
 // tree with the same scrypt parameters: `tar -c --sparse --xform | gzip |
 // split | scrypt enc` per chunk, and `scrypt dec` per chunk, then
-// `gzip -d | tar -x`.
+// `gzip -d | tar -x` (refBackupScript, refRestoreScript).
 func benchHome(r *runner) (string, error) {
 	if msg := missingTool("scrypt", "tar", "gzip", "split"); msg != "" {
 		return msg, nil
@@ -48,7 +48,7 @@ func benchHome(r *runner) (string, error) {
 	}
 	refDir := filepath.Join(dir, "ref")
 	os.MkdirAll(refDir, 0o755)
-	rb, err := runTimed([]string{"HOMEUSER=" + me.Username}, refDir, "bash", "-c", refHomeBackupScript, "bash", parent, filepath.Join(dir, "ref.backup"), "bench passphrase")
+	rb, err := runTimed(nil, refDir, "bash", "-c", refBackupScript, "bash", parent, me.Username, "dom0-home", filepath.Join(dir, "ref.backup"), "bench passphrase", filepath.Join(dir, "state", "qubes.xml"))
 	if err != nil {
 		return "", err
 	}
@@ -69,7 +69,7 @@ func benchHome(r *runner) (string, error) {
 	}
 	refOut := filepath.Join(dir, "refrestore")
 	os.MkdirAll(refOut, 0o755)
-	rr, err := runTimed([]string{"HOMEUSER=" + me.Username}, refOut, "bash", "-c", refHomeRestoreScript, "bash", filepath.Join(dir, "ref.backup"), "bench passphrase")
+	rr, err := runTimed(nil, refOut, "bash", "-c", refRestoreScript, "bash", filepath.Join(dir, "ref.backup"), "bench passphrase", "dom0-home", me.Username)
 	if err != nil {
 		return "", err
 	}
@@ -78,7 +78,7 @@ func benchHome(r *runner) (string, error) {
 	}
 	title := fmt.Sprintf("%d files, %d MiB", files, size>>20)
 	var b strings.Builder
-	fmt.Fprintf(&b, "dom0's home (%s of text-like files in nested directories) backed up with gzip and restored, scrypt parameters %s for both sides. qvm: `qvm backup -y dom0` and `qvm restore` (whole processes). Reference-style: `tar -Pc --sparse -C PARENT --xform=s:^USER:dom0-home/\\0: USER | gzip | split -b 100M`, then `scrypt enc` per chunk; restore: `tar -i -x`, `scrypt dec` per chunk, `cat | gzip -d | tar -x`. One run each; RSS as above.\n\n", title, params)
+	fmt.Fprintf(&b, "dom0's home (%s of text-like files in nested directories) backed up with gzip and restored, scrypt parameters %s for both sides. qvm: `qvm backup -y dom0` and `qvm restore` (whole processes). Reference-style (header, qubes.xml, then the tree): `tar -Pc --sparse -C PARENT --xform=s:^USER:dom0-home/\\0: USER | gzip | split -b 100M`, then `scrypt enc` per chunk; restore: `tar -i -x`, `scrypt dec` per chunk, `cat | gzip -d | tar -x`. One run each; RSS as above.\n\n", title, params)
 	b.WriteString("| tree | step | qvm | reference-style | ratio | qvm peak RSS | reference peak RSS |\n|---|---|---|---|---|---|---|\n")
 	row := func(step string, q, ref timed) {
 		fmt.Fprintf(&b, "| %s | %s | %s (%s) | %s (%s) | %.1fx | %s | %s |\n", title, step,
@@ -122,32 +122,3 @@ func fillHome(home string) (files int, size int64, err error) {
 func sameTree(a, b string) bool {
 	return exec.Command("diff", "-r", "-q", "--no-dereference", a, b).Run() == nil
 }
-
-const refHomeBackupScript = `set -e +H
-parent=$1; out=$2; pass=$3
-id=20260101T000000-1
-printf 'version=4\nencrypted=True\ncompressed=True\ncompression-filter=gzip\nhmac-algorithm=scrypt\nbackup-id=%s\n' $id > backup-header
-echo "backup-header!$pass" | scrypt enc --logN 17 -r 8 -p 1 -P backup-header backup-header.hmac
-tar -cO --posix backup-header backup-header.hmac > "$out"
-mkdir -p dom0-home
-tar -Pc --sparse -C "$parent" --xform="s:^$HOMEUSER:dom0-home/\0:" "$HOMEUSER" | gzip | split -b 100M -d -a 3 - "dom0-home/$HOMEUSER."
-for f in $(ls dom0-home/ | sort -V); do
-  echo "$id!dom0-home/$f!$pass" | scrypt enc --logN 17 -r 8 -p 1 -P "dom0-home/$f" "dom0-home/$f.enc"
-  rm "dom0-home/$f"
-  tar -cO --posix "dom0-home/$f.enc" >> "$out"
-  rm "dom0-home/$f.enc"
-done
-`
-
-const refHomeRestoreScript = `set -e +H
-in=$1; pass=$2
-id=20260101T000000-1
-tar -i -xf "$in"
-echo "backup-header!$pass" | scrypt dec -P backup-header.hmac backup-header.verified
-cmp -s backup-header backup-header.verified
-for f in $(ls dom0-home/*.enc | sort -V); do
-  echo "$id!${f%.enc}!$pass" | scrypt dec -P "$f" "${f%.enc}"
-  rm "$f"
-done
-cat $(ls dom0-home/$HOMEUSER.* | sort -V) | gzip -d | tar -x --sparse -f -
-`
