@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// SparseFile starts the writeback every writeBehindStep bytes, through
-// WriteAt (sparse members) and Write (other members), without changing
-// what the file holds.
+// SparseFile starts the writeback every writeBehindStep bytes (in its
+// kicker goroutine), through WriteAt (sparse members) and Write (other
+// members), without changing what the file holds.
 func TestSparseFileWriteBehind(t *testing.T) {
 	dir := t.TempDir()
 	piece := bytes.Repeat([]byte("volume data "), (1<<20)/12+1)[:1<<20]
@@ -36,8 +36,9 @@ func TestSparseFileWriteBehind(t *testing.T) {
 		if err := sf.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if got := writeBehinds.Load() - before; got != 3 {
-			t.Errorf("write=%v: %d writebacks started, want 3", viaWrite, got)
+		// Kicks that find the kicker busy merge into the next one.
+		if got := writeBehinds.Load() - before; got < 1 || got > 3 {
+			t.Errorf("write=%v: %d writebacks started, want 1 to 3", viaWrite, got)
 		}
 		data, _ := os.ReadFile(p)
 		if len(data) != (n+1)<<20 || !bytes.Equal(data[:1<<20], piece) || !bytes.Equal(data[(n-1)<<20:n<<20], piece) || !bytes.Equal(data[n<<20:], make([]byte, 1<<20)) {
