@@ -43,3 +43,38 @@ func BenchmarkScrypt17(b *testing.B) {
 		b.Logf("ours %v, x/crypto %v", t1.Sub(t0), time.Since(t1))
 	}
 }
+
+func TestScryptKey2(t *testing.T) {
+	if !haveBlockMix2 {
+		t.Skip("no AVX2 on this CPU: salsaBlockMix2 is not used")
+	}
+	for _, c := range [][3]int{{1, 1, 1}, {4, 1, 1}, {8, 2, 3}, {10, 8, 1}, {12, 3, 2}, {9, 16, 1}, {6, 5, 4}} {
+		pass := [2][]byte{[]byte("pass word"), []byte("another one")}
+		salt := [2][]byte{[]byte("some salt of 32 bytes, more or l"), []byte("salt 2")}
+		dk, err := scryptKey2(pass, salt, uint8(c[0]), c[1], c[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for l := range 2 {
+			want, err := scrypt.Key(pass[l], salt[l], 1<<c[0], c[1], c[2], 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(dk[l]) != string(want) {
+				t.Errorf("scryptKey2 %v, run %d differs from x/crypto", c, l)
+			}
+		}
+	}
+}
+
+func BenchmarkScrypt17Pair(b *testing.B) {
+	pass := [2][]byte{[]byte("pw"), []byte("pw2")}
+	salt := [2][]byte{[]byte("salt"), []byte("salt2")}
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		scryptKey2(pass, salt, 17, 8, 1)
+		t1 := time.Now()
+		scryptKey(pass[0], salt[0], 17, 8, 1)
+		b.Logf("pair %v, one %v", t1.Sub(t0), time.Since(t1))
+	}
+}

@@ -25,9 +25,10 @@ var aheadHits atomic.Int64
 // whatever is wrong.
 type keyAhead struct {
 	ra    io.ReaderAt
+	id    string // backup-id the passphrases are made with
 	pass  func(name string) string
-	want  func(name string) bool
-	mem   uint64
+	want  atomic.Pointer[func(dir string) bool] // nil: every qube (OpenArchive's guess)
+	lim   *kdfLimit
 	slots chan struct{}
 	stop  chan struct{}
 	once  sync.Once
@@ -47,7 +48,8 @@ type aheadKey struct {
 	err  error
 }
 
-// aheadSlots bounds the look-ahead's derivations in flight.
+// aheadSlots bounds the keys derived ahead and not yet used, so also
+// the derivations in flight (one pair, as openHeaders2 runs them).
 const aheadSlots = 2
 
 // maxAheadMembers bounds how many members one step of the scan may walk
@@ -56,14 +58,18 @@ const maxAheadMembers = 4096
 
 // startKeyAhead starts the look-ahead at off, where the stream's next
 // member header is; nil when the source cannot be read at offsets.
-func startKeyAhead(ctx context.Context, ra io.ReaderAt, off int64, pass func(string) string, want func(string) bool, maxMem uint64) *keyAhead {
+// want may be nil (every qube) and set later with setWant.
+func startKeyAhead(ctx context.Context, ra io.ReaderAt, off int64, id string, pass func(string) string, want func(string) bool, lim *kdfLimit) *keyAhead {
 	var probe [block]byte
 	if _, err := ra.ReadAt(probe[:1], 0); err != nil {
 		return nil // a pipe: the stream path only
 	}
-	k := &keyAhead{ra: ra, pass: pass, want: want, mem: maxMem, slots: make(chan struct{}, aheadSlots),
+	k := &keyAhead{ra: ra, id: id, pass: pass, lim: lim, slots: make(chan struct{}, aheadSlots),
 		stop: make(chan struct{}), pending: map[int64]*aheadKey{}, scanned: off}
 	k.cond = sync.NewCond(&k.mu)
+	if want != nil {
+		k.want.Store(&want)
+	}
 	go k.scan(ctx, off)
 	return k
 }
@@ -92,11 +98,60 @@ func (k *keyAhead) scan(ctx context.Context, off int64) {
 	}()
 	src := &atReader{ra: k.ra, off: off}
 	tr := &tarReader{r: src, Offset: off}
-	skipped := 0
 	for {
+		// Keys go in pairs (openHeaders2: two for about the price of
+		// one), so the scan waits for both slots.
+		for range 2 {
+			select {
+			case k.slots <- struct{}{}:
+			case <-k.stop:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+		var batch []*aheadKey
+		var bufs [2][]byte
+		ok := true
+		for len(batch) < 2 && ok {
+			var e *aheadKey
+			if e, bufs[len(batch)], ok = k.next(tr, src); ok {
+				batch = append(batch, e)
+			}
+		}
+		for range 2 - len(batch) {
+			<-k.slots
+		}
+		switch len(batch) {
+		case 1:
+			go func() {
+				e := batch[0]
+				e.key, e.err = openHeader([]byte(k.pass(e.name)), bufs[0], k.lim)
+				close(e.done)
+			}()
+		case 2:
+			go func() {
+				r := openHeaders2([2][]byte{[]byte(k.pass(batch[0].name)), []byte(k.pass(batch[1].name))}, bufs, k.lim)
+				for l, e := range batch {
+					e.key, e.err = r[l].k, r[l].err
+					close(e.done)
+				}
+			}()
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
+// next walks to the next chunk the restore wants, reads its scrypt
+// header and lists it as pending (its derivation not started yet); ok is
+// false when the scan must stop.
+func (k *keyAhead) next(tr *tarReader, src *atReader) (e *aheadKey, buf []byte, ok bool) {
+	for skipped := 0; ; {
 		h, err := tr.Next()
 		if err != nil {
-			return
+			return nil, nil, false
 		}
 		data := tr.Offset
 		// Over the data without reading it.
@@ -106,41 +161,37 @@ func (k *keyAhead) scan(ctx context.Context, off int64) {
 		tr.Offset += n
 		m, err := parseMember(h.Name, false)
 		if err != nil || h.Size < ScryptOverhead || h.Size > MaxChunkSize+ScryptOverhead {
-			return
+			return nil, nil, false
 		}
-		if m.file == "qubes.xml" || !k.want(m.dir) {
+		if m.file == "qubes.xml" || !k.wants(m.dir) {
 			if skipped++; skipped > maxAheadMembers {
-				return
+				return nil, nil, false
 			}
 			k.advance(tr.Offset)
 			continue
 		}
-		skipped = 0
-		select {
-		case k.slots <- struct{}{}:
-		case <-k.stop:
-			return
-		case <-ctx.Done():
-			return
-		}
-		e := &aheadKey{name: h.Name, done: make(chan struct{})}
-		buf := make([]byte, ScryptOverhead)
+		e = &aheadKey{name: h.Name, done: make(chan struct{})}
+		buf = make([]byte, ScryptOverhead)
 		if _, err := k.ra.ReadAt(buf[:scryptHeaderLen], data); err != nil {
-			<-k.slots
-			return
+			return nil, nil, false
 		}
 		copy(e.hdr[:], buf)
-		pass := k.pass(h.Name)
-		go func() {
-			e.key, e.err = openHeader([]byte(pass), buf, k.mem)
-			close(e.done)
-		}()
 		k.mu.Lock()
 		k.pending[data] = e
 		k.scanned = tr.Offset
 		k.cond.Broadcast()
 		k.mu.Unlock()
+		return e, buf, true
 	}
+}
+
+// setWant narrows the scan to the qubes being restored, from the next
+// member it walks over on.
+func (k *keyAhead) setWant(want func(dir string) bool) { k.want.Store(&want) }
+
+func (k *keyAhead) wants(dir string) bool {
+	w := k.want.Load()
+	return w == nil || (*w)(dir)
 }
 
 func (k *keyAhead) advance(off int64) {
@@ -207,5 +258,9 @@ func (k *keyAhead) close() {
 
 // chunkPass is the passphrase of a data member (name with .enc).
 func (a *Archive) chunkPass(name string) string {
-	return a.Header.BackupID + "!" + strings.TrimSuffix(name, ".enc") + "!" + a.o.Passphrase
+	return chunkPass(a.Header.BackupID, name, a.o.Passphrase)
+}
+
+func chunkPass(id, name, pass string) string {
+	return id + "!" + strings.TrimSuffix(name, ".enc") + "!" + pass
 }

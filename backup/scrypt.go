@@ -92,11 +92,15 @@ func NewKey(passphrase []byte, p Params) (*Key, error) {
 // kdfRunning and kdfPeak count derivations at once (for tests).
 var kdfRunning, kdfPeak atomic.Int32
 
+func notePeak(n int32) {
+	for p := kdfPeak.Load(); n > p && !kdfPeak.CompareAndSwap(p, n); p = kdfPeak.Load() {
+	}
+}
+
 func (k *Key) derive(passphrase []byte) error {
 	n := kdfRunning.Add(1)
 	defer kdfRunning.Add(-1)
-	for p := kdfPeak.Load(); n > p && !kdfPeak.CompareAndSwap(p, n); p = kdfPeak.Load() {
-	}
+	notePeak(n)
 	dk, err := scryptKey(passphrase, k.Salt[:], k.Params.LogN, int(k.Params.R), int(k.Params.P))
 	if err != nil {
 		return fmt.Errorf("scrypt: %w", err)
@@ -158,7 +162,7 @@ var (
 // returned slice aliases data. Nothing is decrypted before the trailing
 // HMAC has been checked. maxMem bounds the KDF memory a header may ask for.
 func Open(passphrase, data []byte, maxMem uint64) ([]byte, error) {
-	k, err := openHeader(passphrase, data, maxMem)
+	k, err := openHeader(passphrase, data, newKDFLimit(maxMem))
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +170,63 @@ func Open(passphrase, data []byte, maxMem uint64) ([]byte, error) {
 }
 
 // openHeader checks the header like scrypt dec does and derives the key.
-func openHeader(passphrase, data []byte, maxMem uint64) (*Key, error) {
+func openHeader(passphrase, data []byte, lim *kdfLimit) (*Key, error) {
+	k, err := parseContainer(data, lim.max)
+	if err != nil {
+		return nil, err
+	}
+	lim.acquire(k.Params.Memory())
+	err = k.derive(passphrase)
+	lim.release(k.Params.Memory())
+	if err != nil {
+		return nil, err
+	}
+	if err := k.checkHeader(data); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// openHeaders2 is openHeader for two containers at once: when both
+// headers are sound and ask for the same parameters, and lim has room
+// for both, their keys are derived side by side (scryptKey2), in about
+// the time of one.
+func openHeaders2(pass, data [2][]byte, lim *kdfLimit) (out [2]keyResult) {
+	var ks [2]*Key
+	for l := range 2 {
+		ks[l], out[l].err = parseContainer(data[l], lim.max)
+	}
+	if out[0].err != nil || out[1].err != nil || ks[0].Params != ks[1].Params || !lim.fits(2*ks[0].Params.Memory()) {
+		for l := range 2 {
+			if out[l].err == nil {
+				out[l].k, out[l].err = openHeader(pass[l], data[l], lim)
+			}
+		}
+		return out
+	}
+	p := ks[0].Params
+	lim.acquire(2 * p.Memory())
+	n := kdfRunning.Add(2)
+	notePeak(n)
+	dk, err := scryptKey2(pass, [2][]byte{ks[0].Salt[:], ks[1].Salt[:]}, p.LogN, int(p.R), int(p.P))
+	kdfRunning.Add(-2)
+	lim.release(2 * p.Memory())
+	for l := range 2 {
+		if err != nil {
+			out[l].err = fmt.Errorf("scrypt: %w", err)
+			continue
+		}
+		ks[l].dk = dk[l]
+		if out[l].err = ks[l].checkHeader(data[l]); out[l].err == nil {
+			out[l].k = ks[l]
+		}
+	}
+	return out
+}
+
+// parseContainer checks a container's header (magic, version, checksum,
+// parameters within maxMem) and returns its key, not yet derived.
+func parseContainer(data []byte, maxMem uint64) (*Key, error) {
 	if len(data) < ScryptOverhead || string(data[:6]) != "scrypt" {
 		return nil, ErrNotScrypt
 	}
@@ -182,15 +242,18 @@ func openHeader(passphrase, data []byte, maxMem uint64) (*Key, error) {
 		return nil, err
 	}
 	copy(k.Salt[:], data[16:48])
-	if err := k.derive(passphrase); err != nil {
-		return nil, err
-	}
+	return k, nil
+}
+
+// checkHeader verifies the header's HMAC with the derived key: a wrong
+// passphrase fails here.
+func (k *Key) checkHeader(data []byte) error {
 	m := hmac.New(sha256.New, k.dk[32:])
 	m.Write(data[:64])
 	if !hmac.Equal(m.Sum(nil), data[64:96]) {
-		return nil, ErrBadPassword
+		return ErrBadPassword
 	}
-	return k, nil
+	return nil
 }
 
 // ContainerParams reads the KDF parameters of a container (for -v output).

@@ -5,14 +5,14 @@ import (
 )
 
 // xmlAhead is the qubes.xml.000.enc member of a format 4 archive, read
-// right after the header's .hmac and with its key derivation started at
-// once, so that the two KDFs of OpenArchive run side by side. It is used
-// only once the header has authenticated; until then its errors wait.
+// right after the header's .hmac, so that OpenArchive derives its key
+// together with the header's (openHeaders2). It is used only once the
+// header has authenticated; until then its errors wait.
 type xmlAhead struct {
 	id   string // backup-id the passphrase was made with
 	err  error  // reading the member failed
 	data []byte
-	key  chan keyResult
+	key  *keyResult // derived with the header's; nil: derive in open
 }
 
 type keyResult struct {
@@ -39,23 +39,24 @@ func (a *Archive) readXMLAhead(id string) *xmlAhead {
 		x.err = a.eofErr(err, m.Name)
 		return x
 	}
-	x.key = make(chan keyResult, 1)
-	pass := []byte(id + "!qubes.xml.000!" + a.o.Passphrase)
-	go func() {
-		k, err := openHeader(pass, x.data, a.maxMem)
-		x.key <- keyResult{k, err}
-	}()
 	return x
 }
 
+func (x *xmlAhead) pass(a *Archive) []byte {
+	return []byte(x.id + "!qubes.xml.000!" + a.o.Passphrase)
+}
+
 // open authenticates and decrypts the member, as Open does.
-func (x *xmlAhead) open() ([]byte, error) {
+func (x *xmlAhead) open(a *Archive) ([]byte, error) {
 	if x.err != nil {
 		return nil, x.err
 	}
-	r := <-x.key
-	if r.err != nil {
-		return nil, r.err
+	if x.key == nil {
+		k, err := openHeader(x.pass(a), x.data, a.kdf)
+		x.key = &keyResult{k, err}
 	}
-	return r.k.open(x.data)
+	if x.key.err != nil {
+		return nil, x.key.err
+	}
+	return x.key.k.open(x.data)
 }

@@ -146,6 +146,7 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 	if err != nil {
 		return err
 	}
+	defer arch.Close()
 	// Bounded memory: two chunks in flight and their key derivations.
 	debug.SetMemoryLimit(2*(backup.DefaultChunkSize+backup.ScryptOverhead) + int64(arch.Params.Memory()) + 32<<20)
 	if env.Verbosity() >= 2 && arch.Params.LogN != 0 {
