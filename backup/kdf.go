@@ -8,37 +8,31 @@ import (
 	"runtime/debug"
 
 	"golang.org/x/crypto/scrypt"
-	"golang.org/x/sys/unix"
 )
 
 // scryptKey is scrypt (RFC 7914) with the ROMix scratch memory (128·r·N
-// bytes) mapped outside the Go heap, on huge pages where the kernel
-// gives them, and unmapped at once when the key is done: no garbage for
-// the GC, no FreeOSMemory per key, fewer TLB misses on its random reads.
-// On amd64 BlockMix runs in SSE2 (salsaBlockMix); elsewhere, or if the
-// mapping fails, x/crypto/scrypt does the work.
-func scryptKey(pass, salt []byte, logN uint8, r, p int) ([]byte, error) {
+// bytes) mapped outside the Go heap (kdfscratch.go): no garbage for the
+// GC and no FreeOSMemory per key. On amd64 BlockMix runs in SSE2
+// (salsaBlockMix); elsewhere, or if the mapping fails, x/crypto/scrypt
+// does the work.
+func scryptKey(pass, salt []byte, logN uint8, r, p int, sc *scratch) ([]byte, error) {
 	if !haveBlockMix || logN >= 32 || r <= 0 || p <= 0 || uint64(r)*uint64(p) >= 1<<30 || uint64(r)<<logN > 1<<33 {
 		return xscrypt(pass, salt, logN, r, p)
 	}
 	n := 1 << logN
-	words := 32 * r // one 128·r-byte block in uint32s
-	vlen := words * n * 4
-	mem, err := unix.Mmap(-1, 0, vlen+2*words*4, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	bs := 128 * r
+	mem, err := sc.get(bs*n + 2*bs)
 	if err != nil {
 		return xscrypt(pass, salt, logN, r, p)
 	}
-	defer unix.Munmap(mem)
-	_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
-	b, err := pbkdf2.Key(sha256.New, string(pass), salt, 1, p*128*r)
+	defer sc.put(mem)
+	b, err := pbkdf2.Key(sha256.New, string(pass), salt, 1, p*bs)
 	if err != nil {
 		return nil, err
 	}
-	v := mem[:vlen]
-	x := mem[vlen : vlen+words*4]
-	y := mem[vlen+words*4:]
+	v, x, y := mem[:bs*n], mem[bs*n:bs*n+bs], mem[bs*n+bs:]
 	for i := 0; i < p; i++ {
-		romix(b[i*128*r:(i+1)*128*r], v, x, y, n, r)
+		romix(b[i*bs:(i+1)*bs], v, x, y, n, r)
 	}
 	return pbkdf2.Key(sha256.New, string(pass), b, 1, 64)
 }
@@ -46,10 +40,10 @@ func scryptKey(pass, salt []byte, logN uint8, r, p int) ([]byte, error) {
 // scryptKey2 derives two keys with the same parameters at once, in
 // salsaBlockMix2 (AVX2): about the time of one. It falls back to two
 // scryptKey calls where that kernel is missing or the mapping fails.
-func scryptKey2(pass, salt [2][]byte, logN uint8, r, p int) (dk [2][]byte, err error) {
+func scryptKey2(pass, salt [2][]byte, logN uint8, r, p int, sc *scratch) (dk [2][]byte, err error) {
 	single := func() ([2][]byte, error) {
 		for l := range 2 {
-			if dk[l], err = scryptKey(pass[l], salt[l], logN, r, p); err != nil {
+			if dk[l], err = scryptKey(pass[l], salt[l], logN, r, p, sc); err != nil {
 				return dk, err
 			}
 		}
@@ -60,19 +54,16 @@ func scryptKey2(pass, salt [2][]byte, logN uint8, r, p int) (dk [2][]byte, err e
 	}
 	n := 1 << logN
 	bs := 128 * r
-	per := bs*n + 2*bs // V, X and Y of one run
-	mem, merr := unix.Mmap(-1, 0, 2*per, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if merr != nil {
-		return single()
-	}
-	defer unix.Munmap(mem)
-	_ = unix.Madvise(mem, unix.MADV_HUGEPAGE)
-	var b, v, x, y [2][]byte
+	var b, v, x, y, mem [2][]byte
 	for l := range 2 {
+		if mem[l], err = sc.get(bs*n + 2*bs); err != nil {
+			return single() // the deferred put returns an area got before
+		}
+		defer sc.put(mem[l])
 		if b[l], err = pbkdf2.Key(sha256.New, string(pass[l]), salt[l], 1, p*bs); err != nil {
 			return dk, err
 		}
-		m := mem[l*per : (l+1)*per]
+		m := mem[l]
 		v[l], x[l], y[l] = m[:bs*n], m[bs*n:bs*n+bs], m[bs*n+bs:]
 	}
 	for i := 0; i < p; i++ {
@@ -169,7 +160,7 @@ func fromSalsaOrder(dst, src []byte, r int) {
 
 // checkKDF compares scryptKey with x/crypto for tests.
 func checkKDF(pass, salt []byte, logN uint8, r, p int) error {
-	a, err := scryptKey(pass, salt, logN, r, p)
+	a, err := scryptKey(pass, salt, logN, r, p, nil)
 	if err != nil {
 		return err
 	}
@@ -181,4 +172,14 @@ func checkKDF(pass, salt []byte, logN uint8, r, p int) error {
 		return fmt.Errorf("scrypt %d:%d:%d differs from x/crypto", logN, r, p)
 	}
 	return nil
+}
+
+// KDFHeapBytes is the Go heap one derivation with p needs: none where
+// the work area is mapped outside the heap (scryptKey), 128·r·N where
+// x/crypto does the work. Callers size debug.SetMemoryLimit with it.
+func KDFHeapBytes(p Params) int64 {
+	if haveBlockMix {
+		return 0
+	}
+	return int64(p.Memory())
 }

@@ -13,11 +13,13 @@ type kdfLimit struct {
 	mu   sync.Mutex
 	cond *sync.Cond
 	used uint64
-	peak uint64 // largest used (for tests)
+	peak uint64   // largest used (for tests)
+	sc   *scratch // work areas, reused from one key to the next
 }
 
+// newKDFLimit's owner calls close when done with it.
 func newKDFLimit(max uint64) *kdfLimit {
-	l := &kdfLimit{max: max}
+	l := &kdfLimit{max: max, sc: &scratch{}}
 	l.cond = sync.NewCond(&l.mu)
 	return l
 }
@@ -41,3 +43,6 @@ func (l *kdfLimit) release(n uint64) {
 	l.cond.Broadcast()
 	l.mu.Unlock()
 }
+
+// close unmaps the kept work areas.
+func (l *kdfLimit) close() { l.sc.close() }

@@ -21,7 +21,7 @@ func TestScryptKey2Fallback(t *testing.T) {
 	haveBlockMix2 = false
 	pass := [2][]byte{[]byte("a"), []byte("b")}
 	salt := [2][]byte{[]byte("s1"), []byte("s2")}
-	dk, err := scryptKey2(pass, salt, 10, 8, 2)
+	dk, err := scryptKey2(pass, salt, 10, 8, 2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,5 +232,39 @@ func TestCopyRunsErrors(t *testing.T) {
 	var out bytes.Buffer
 	if err := copyRuns(io.TeeReader(bytes.NewReader(data), &out), &failingWriterAt{after: 1 << 40}, m); err != nil || out.Len() != 5<<20 {
 		t.Errorf("whole stream: %v, %d bytes read", err, out.Len())
+	}
+}
+
+// The cache keeps at most maxScratchAreas idle areas, hands an area of
+// the right size back, and unmaps everything once closed.
+func TestScratchReuse(t *testing.T) {
+	sc := &scratch{}
+	var areas [][]byte
+	for range maxScratchAreas + 2 {
+		b, err := sc.get(1 << 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		areas = append(areas, b)
+	}
+	for _, b := range areas {
+		sc.put(b)
+	}
+	if n := sc.idle(); n != maxScratchAreas {
+		t.Errorf("%d idle areas, want %d", n, maxScratchAreas)
+	}
+	b, _ := sc.get(1 << 16)
+	if &b[0] != &areas[0][0] && &b[0] != &areas[maxScratchAreas-1][0] {
+		t.Error("get mapped a new area while one of that size was idle")
+	}
+	other, _ := sc.get(1 << 17)
+	if len(other) != 1<<17 {
+		t.Errorf("area of %d bytes, want %d", len(other), 1<<17)
+	}
+	sc.close()
+	sc.put(b)
+	sc.put(other)
+	if n := sc.idle(); n != 0 {
+		t.Errorf("%d idle areas after close", n)
 	}
 }

@@ -177,9 +177,14 @@ func OpenArchive(ctx context.Context, r io.Reader, o ReadOptions) (*Archive, err
 	return a, nil
 }
 
-// Close stops the key look-ahead (Extract does too); derivations in
-// flight end on their own.
+// Close stops the key look-ahead and frees the KDF's work areas
+// (Extract does too when it ends); derivations in flight end on their own.
 func (a *Archive) Close() {
+	a.stopAhead()
+	a.kdf.close()
+}
+
+func (a *Archive) stopAhead() {
 	if a.ahead != nil {
 		a.ahead.close()
 		a.ahead = nil
@@ -337,7 +342,7 @@ func (a *Archive) Extract(ctx context.Context, want func(dir string) bool, open 
 		a.ahead.setWant(want)
 	} else if ra, ok := a.tr.r.(io.ReaderAt); ok {
 		// A file: start the KDFs of the next chunks early (kdfahead.go).
-		a.Close()
+		a.stopAhead()
 		a.ahead = startKeyAhead(ctx, ra, a.tr.Offset+a.tr.remain+a.tr.pad, a.Header.BackupID, a.chunkPass, want, a.kdf)
 	}
 	defer a.Close()
@@ -805,16 +810,22 @@ func readSparse10(t *tarReader, open OpenFunc, name string) (io.WriteCloser, err
 // copyRuns reads the data runs of a sparse map from r and writes each at
 // its offset, in a second goroutine: the disk write of one piece then
 // overlaps the decompression of the next (each takes about half of a
-// restore's time). Three 1 MiB buffers go round between the two.
+// restore's time). Three 4 MiB page-aligned buffers go round between
+// the two, so SparseFile can write them with O_DIRECT.
 func copyRuns(r io.Reader, wa io.WriterAt, m []extent) error {
 	type piece struct {
 		b   []byte
 		off int64
 	}
-	const nbuf = 3
+	const nbuf, size = 3, 4 << 20
+	mem, err := unix.Mmap(-1, 0, nbuf*size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return err
+	}
+	defer unix.Munmap(mem)
 	free := make(chan []byte, nbuf)
-	for range nbuf {
-		free <- make([]byte, 1<<20)
+	for i := range nbuf {
+		free <- mem[i*size : (i+1)*size]
 	}
 	pieces := make(chan piece, nbuf)
 	done := make(chan error, 1)

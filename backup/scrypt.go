@@ -81,12 +81,14 @@ type Key struct {
 }
 
 // NewKey derives a key for passphrase with a fresh random salt.
-func NewKey(passphrase []byte, p Params) (*Key, error) {
+func NewKey(passphrase []byte, p Params) (*Key, error) { return newKey(passphrase, p, nil) }
+
+func newKey(passphrase []byte, p Params, sc *scratch) (*Key, error) {
 	k := &Key{Params: p}
 	if _, err := rand.Read(k.Salt[:]); err != nil {
 		return nil, err
 	}
-	return k, k.derive(passphrase)
+	return k, k.derive(passphrase, sc)
 }
 
 // kdfRunning and kdfPeak count derivations at once (for tests).
@@ -97,11 +99,11 @@ func notePeak(n int32) {
 	}
 }
 
-func (k *Key) derive(passphrase []byte) error {
+func (k *Key) derive(passphrase []byte, sc *scratch) error {
 	n := kdfRunning.Add(1)
 	defer kdfRunning.Add(-1)
 	notePeak(n)
-	dk, err := scryptKey(passphrase, k.Salt[:], k.Params.LogN, int(k.Params.R), int(k.Params.P))
+	dk, err := scryptKey(passphrase, k.Salt[:], k.Params.LogN, int(k.Params.R), int(k.Params.P), sc)
 	if err != nil {
 		return fmt.Errorf("scrypt: %w", err)
 	}
@@ -162,7 +164,9 @@ var (
 // returned slice aliases data. Nothing is decrypted before the trailing
 // HMAC has been checked. maxMem bounds the KDF memory a header may ask for.
 func Open(passphrase, data []byte, maxMem uint64) ([]byte, error) {
-	k, err := openHeader(passphrase, data, newKDFLimit(maxMem))
+	lim := newKDFLimit(maxMem)
+	defer lim.close()
+	k, err := openHeader(passphrase, data, lim)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +180,7 @@ func openHeader(passphrase, data []byte, lim *kdfLimit) (*Key, error) {
 		return nil, err
 	}
 	lim.acquire(k.Params.Memory())
-	err = k.derive(passphrase)
+	err = k.derive(passphrase, lim.sc)
 	lim.release(k.Params.Memory())
 	if err != nil {
 		return nil, err
@@ -208,7 +212,7 @@ func openHeaders2(pass, data [2][]byte, lim *kdfLimit) (out [2]keyResult) {
 	lim.acquire(2 * p.Memory())
 	n := kdfRunning.Add(2)
 	notePeak(n)
-	dk, err := scryptKey2(pass, [2][]byte{ks[0].Salt[:], ks[1].Salt[:]}, p.LogN, int(p.R), int(p.P))
+	dk, err := scryptKey2(pass, [2][]byte{ks[0].Salt[:], ks[1].Salt[:]}, p.LogN, int(p.R), int(p.P), lim.sc)
 	kdfRunning.Add(-2)
 	lim.release(2 * p.Memory())
 	for l := range 2 {

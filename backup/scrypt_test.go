@@ -25,7 +25,7 @@ func TestScryptKnownAnswer(t *testing.T) {
 	for i := range k.Salt {
 		k.Salt[i] = byte(i)
 	}
-	if err := k.derive([]byte("backup-header!qubes")); err != nil {
+	if err := k.derive([]byte("backup-header!qubes"), nil); err != nil {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer

@@ -2,9 +2,11 @@ package backup
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,6 +22,10 @@ type SparseFile struct {
 	kicked int64
 	kicks  chan [2]int64 // ranges for the kicker goroutine
 	kicker chan struct{} // closed when it is done
+	// direct is the file opened again with O_DIRECT for the data runs
+	// of sparse members (WriteAt); nil where that is refused.
+	direct      *os.File
+	directTried bool
 }
 
 // writeBehindStep is how much new data makes SparseFile start its
@@ -111,6 +117,12 @@ func (s *SparseFile) Write(p []byte) (int, error) {
 // Close sets the size and closes the file.
 func (s *SparseFile) Close() error {
 	s.stopKicker()
+	if s.direct != nil {
+		if err := s.direct.Close(); err != nil {
+			s.f.Close()
+			return err
+		}
+	}
 	if s.off > s.size {
 		s.f.Close()
 		return fmt.Errorf("%s: %d bytes of data for a %d-byte volume", s.f.Name(), s.off, s.size)
@@ -125,7 +137,11 @@ func (s *SparseFile) Close() error {
 }
 
 // WriteAt writes a data run at its offset (sparse members): what is not
-// written stays a hole.
+// written stays a hole. Block-aligned pieces in block-aligned memory (as
+// copyRuns hands them) go straight to the disk with O_DIRECT: no page
+// cache to fill and write back, which halves a restore's system time,
+// and the volume is on disk when the import fsyncs it. The rest, and
+// file systems without O_DIRECT (tmpfs), go through the page cache.
 func (s *SparseFile) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > s.size {
 		return 0, fmt.Errorf("%s: data beyond the %d-byte volume", s.f.Name(), s.size)
@@ -133,9 +149,49 @@ func (s *SparseFile) WriteAt(p []byte, off int64) (int, error) {
 	if end := off + int64(len(p)); end > s.off {
 		s.off = end
 	}
-	n, err := s.f.WriteAt(p, off)
+	done := 0
+	if d := s.directFile(); d != nil && off%directAlign == 0 && aligned(p) {
+		n := len(p) &^ (directAlign - 1)
+		if n > 0 {
+			_, err := d.WriteAt(p[:n], off)
+			switch {
+			case errors.Is(err, unix.EINVAL):
+				// Some file system or device wants other alignments:
+				// the page cache from here on.
+				d.Close()
+				s.direct = nil
+			case err != nil:
+				return 0, err
+			default:
+				done = n
+			}
+		}
+	}
+	if done == len(p) {
+		return done, nil
+	}
+	n, err := s.f.WriteAt(p[done:], off+int64(done))
 	if err == nil {
 		s.writeBehind()
 	}
-	return n, err
+	return done + n, err
+}
+
+// directAlign is the alignment O_DIRECT asks for here: file offset,
+// length and memory, in the file system's block size (at most 4 KiB on
+// the file systems volumes live on).
+const directAlign = 4096
+
+func aligned(p []byte) bool {
+	return len(p) > 0 && uintptr(unsafe.Pointer(&p[0]))%directAlign == 0
+}
+
+func (s *SparseFile) directFile() *os.File {
+	if !s.directTried {
+		s.directTried = true
+		if d, err := os.OpenFile(s.f.Name(), os.O_WRONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0); err == nil {
+			s.direct = d
+		}
+	}
+	return s.direct
 }

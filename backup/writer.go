@@ -106,6 +106,7 @@ func Write(ctx context.Context, w io.Writer, qubesXML []byte, qubes []Qube, o Op
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	kdf := newKDF(ctx, o.Params, 1)
+	defer kdf.sc.close()
 
 	bw := bufio.NewWriterSize(w, 1<<20)
 	out := &countWriter{w: bw}
@@ -403,6 +404,7 @@ func sealMember(w io.Writer, name string, k *future, plaintext []byte) error {
 type kdfPool struct {
 	ctx    context.Context
 	params Params
+	sc     *scratch // work areas reused from key to key
 	sem    chan struct{}
 	mu     sync.Mutex
 	m      map[string]*future
@@ -417,7 +419,7 @@ type future struct {
 func (f *future) wait() (*Key, error) { <-f.done; return f.key, f.err }
 
 func newKDF(ctx context.Context, p Params, parallel int) *kdfPool {
-	return &kdfPool{ctx: ctx, params: p, sem: make(chan struct{}, parallel), m: map[string]*future{}}
+	return &kdfPool{ctx: ctx, params: p, sc: &scratch{}, sem: make(chan struct{}, parallel), m: map[string]*future{}}
 }
 
 // get returns the (maybe still running) derivation for a passphrase.
@@ -438,7 +440,7 @@ func (k *kdfPool) get(pass string) *future {
 			return
 		}
 		defer func() { <-k.sem }()
-		f.key, f.err = NewKey([]byte(pass), k.params)
+		f.key, f.err = newKey([]byte(pass), k.params, k.sc)
 	}()
 	return f
 }

@@ -215,10 +215,10 @@ func runBackup(ctx context.Context, env *Env, cmd *cobra.Command, o backupOption
 			params.LogN, params.R, params.P, params.Memory()>>20)
 	}
 
-	// Bounded memory: two chunk buffers, one key derivation, the
-	// compressor; the GC is told so instead of letting garbage (every
-	// scrypt run leaves 128·r·N bytes) double the heap.
-	debug.SetMemoryLimit(2*chunk + int64(params.Memory()) + 32<<20)
+	// Bounded memory: two chunk buffers and the compressor (and, without
+	// the SIMD KDF, a derivation on the heap); the GC is told so instead
+	// of letting garbage double the heap.
+	debug.SetMemoryLimit(2*chunk + backup.KDFHeapBytes(params) + 32<<20)
 	out, commit, abort, err := backupDestination(env, prof.DestinationPath)
 	if err != nil {
 		return err

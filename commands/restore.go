@@ -147,8 +147,9 @@ func runRestore(ctx context.Context, env *Env, o restoreOptions, location string
 		return err
 	}
 	defer arch.Close()
-	// Bounded memory: two chunks in flight and their key derivations.
-	debug.SetMemoryLimit(2*(backup.DefaultChunkSize+backup.ScryptOverhead) + int64(arch.Params.Memory()) + 32<<20)
+	// Bounded memory: two chunks in flight (and, without the SIMD KDF,
+	// a derivation on the heap).
+	debug.SetMemoryLimit(2*(backup.DefaultChunkSize+backup.ScryptOverhead) + backup.KDFHeapBytes(arch.Params) + 32<<20)
 	if env.Verbosity() >= 2 && arch.Params.LogN != 0 {
 		fmt.Fprintf(env.IO.Err, "backup format %d, scrypt parameters of its header: logN=%d r=%d p=%d\n",
 			arch.Header.Version, arch.Params.LogN, arch.Params.R, arch.Params.P)
