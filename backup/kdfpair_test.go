@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/scrypt"
 )
@@ -266,5 +267,41 @@ func TestScratchReuse(t *testing.T) {
 	sc.put(other)
 	if n := sc.idle(); n != 0 {
 		t.Errorf("%d idle areas after close", n)
+	}
+}
+
+// memWriterAt is a slow disk in memory: pieces queue up behind it.
+type memWriterAt []byte
+
+func (m memWriterAt) WriteAt(p []byte, off int64) (int, error) {
+	time.Sleep(5 * time.Millisecond)
+	return copy(m[off:], p), nil
+}
+
+// copyRuns puts every byte at its place, over many rounds of its
+// buffers: runs larger and smaller than a buffer, holes between them.
+func TestCopyRunsData(t *testing.T) {
+	m := []extent{{0, 9<<20 + 4096}, {10 << 20, 100}, {11 << 20, 1 << 20}, {13<<20 + 512, 17 << 20}}
+	var in bytes.Buffer
+	want := make(memWriterAt, 31<<20)
+	n := 0
+	for _, e := range m {
+		for i := int64(0); i < e.len; i++ {
+			c := byte(n*131 + n>>13 + 1)
+			in.WriteByte(c)
+			want[e.off+i] = c
+			n++
+		}
+	}
+	got := make(memWriterAt, len(want))
+	if err := copyRuns(&in, got, m); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("first difference at byte %d", i)
+			}
+		}
 	}
 }

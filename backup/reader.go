@@ -825,7 +825,7 @@ func copyRuns(r io.Reader, wa io.WriterAt, m []extent) error {
 	defer unix.Munmap(mem)
 	free := make(chan []byte, nbuf)
 	for i := range nbuf {
-		free <- mem[i*size : (i+1)*size]
+		free <- mem[i*size : (i+1)*size : (i+1)*size] // cap too: put back by b[:cap(b)]
 	}
 	pieces := make(chan piece, nbuf)
 	done := make(chan error, 1)
