@@ -32,7 +32,7 @@ func benchBackup(r *runner) (string, error) {
 	}
 	const params = "17:8:1"
 	var b strings.Builder
-	fmt.Fprintf(&b, "One qube's private volume backed up with gzip (100 MiB chunks) and restored into a fresh state dir; scrypt parameters %s (128 MiB, one key per chunk) for both sides. qvm: `qvm backup -y` and `qvm restore` (whole processes, including state and volume import). Reference-style: `tar --sparse -c | gzip | split -b 100M`, then per chunk `scrypt enc --logN 17 -r 8 -p 1` and `tar -cO --posix`, one after another; restore: `tar -i -x`, `scrypt dec` per chunk, `cat | gzip -d | tar -x`, then `sync FILE` on the restored volume, because `qvm restore` returns only once the volume is on disk (it fsyncs it before qubes.xml names the qube); the row without that sync is shown too. One run each, same files, same run. RSS is GNU time's peak resident set (for the scripts: their largest process, `scrypt`).\n\n", params)
+	fmt.Fprintf(&b, "One qube's private volume backed up with gzip (100 MiB chunks) and restored into a fresh state dir; scrypt parameters %s (128 MiB, one key per chunk) for both sides. qvm: `qvm backup -y` and `qvm restore` (whole processes, including state and volume import). Reference-style: `tar --sparse -c | gzip | split -b 100M`, then per chunk `scrypt enc --logN 17 -r 8 -p 1` and `tar -cO --posix`, one after another; restore: `tar -i -x`, `scrypt dec` per chunk, `cat | gzip -d | tar -x`, then `sync FILE` on the restored volume, because `qvm restore` returns only once the volume is on disk (it fsyncs it before qubes.xml names the qube); the row without that sync is shown too. Every timed step starts after a `sync`, so that none pays for the writeback of the step before it. One run each, same files, same run. RSS is GNU time's peak resident set (for the scripts: their largest process, `scrypt`).\n\n", params)
 	b.WriteString("| volume | step | qvm | reference-style | ratio | qvm peak RSS | reference peak RSS |\n|---|---|---|---|---|---|---|\n")
 	vols := []struct {
 		name string
@@ -90,6 +90,12 @@ func fillText(f *os.File, size int64) error {
 	}
 	return nil
 }
+
+// settle writes back what earlier steps left dirty before a timed step:
+// otherwise the step's own fsync, or the disk it shares with the
+// writeback, pays for the step before (ext4 commits every file's ordered
+// data with one fsync).
+func settle() { _ = exec.Command("sync").Run() }
 
 type timed struct {
 	el  time.Duration
@@ -208,20 +214,21 @@ func benchBackupVolume(r *runner, i int, title string, size int64, fill func(*os
 		return "", err
 	}
 	fmt.Fprintf(os.Stderr, "bench: backup %s\n", title)
-	// Drop what is cached from writing so both sides read from the same state.
-	_ = exec.Command("sync").Run()
+	settle()
 	qb, err := runTimed(env, dir, r.qvm, "backup", "-y", "-q", "-p", pw, "--scrypt-params", params, filepath.Join(dir, "qvm.backup"), "big")
 	if err != nil {
 		return "", err
 	}
 	refDir := filepath.Join(dir, "ref")
 	os.MkdirAll(refDir, 0o755)
+	settle()
 	rb, err := runTimed(nil, refDir, "bash", "-c", refBackupScript, "bash", filepath.Dir(img), "private.img", "vm1", filepath.Join(dir, "ref.backup"), "bench passphrase", filepath.Join(src, "qubes.xml"))
 	if err != nil {
 		return "", err
 	}
 	dst := filepath.Join(dir, "dst")
 	denv := denvFor(dir)
+	settle()
 	qr, err := runTimed(denv, dir, r.qvm, "restore", "-q", "-p", pw, filepath.Join(dir, "qvm.backup"))
 	if err != nil {
 		return "", err
@@ -232,6 +239,7 @@ func benchBackupVolume(r *runner, i int, title string, size int64, fill func(*os
 	}
 	refOut := filepath.Join(dir, "refrestore")
 	os.MkdirAll(refOut, 0o755)
+	settle()
 	rr, err := runTimed(nil, refOut, "bash", "-c", refRestoreScript, "bash", filepath.Join(dir, "ref.backup"), "bench passphrase", "vm1", "private.img")
 	if err != nil {
 		return "", err

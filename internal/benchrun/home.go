@@ -41,13 +41,14 @@ func benchHome(r *runner) (string, error) {
 	if _, err := runTimed(env, dir, r.qvm, "init", "--reflink", "no"); err != nil {
 		return "", err
 	}
-	_ = exec.Command("sync").Run()
+	settle()
 	qb, err := runTimed(env, dir, r.qvm, "backup", "-y", "-q", "-p", pw, "--scrypt-params", params, filepath.Join(dir, "qvm.backup"), "dom0")
 	if err != nil {
 		return "", err
 	}
 	refDir := filepath.Join(dir, "ref")
 	os.MkdirAll(refDir, 0o755)
+	settle()
 	rb, err := runTimed(nil, refDir, "bash", "-c", refBackupScript, "bash", parent, me.Username, "dom0-home", filepath.Join(dir, "ref.backup"), "bench passphrase", filepath.Join(dir, "state", "qubes.xml"))
 	if err != nil {
 		return "", err
@@ -59,6 +60,7 @@ func benchHome(r *runner) (string, error) {
 	if _, err := runTimed(denv, dir, r.qvm, "init", "--reflink", "no"); err != nil {
 		return "", err
 	}
+	settle()
 	qr, err := runTimed(denv, dir, r.qvm, "restore", "-q", "-p", pw, filepath.Join(dir, "qvm.backup"))
 	if err != nil {
 		return "", err
@@ -69,6 +71,7 @@ func benchHome(r *runner) (string, error) {
 	}
 	refOut := filepath.Join(dir, "refrestore")
 	os.MkdirAll(refOut, 0o755)
+	settle()
 	rr, err := runTimed(nil, refOut, "bash", "-c", refRestoreScript, "bash", filepath.Join(dir, "ref.backup"), "bench passphrase", "dom0-home", me.Username)
 	if err != nil {
 		return "", err
@@ -78,7 +81,7 @@ func benchHome(r *runner) (string, error) {
 	}
 	title := fmt.Sprintf("%d files, %d MiB", files, size>>20)
 	var b strings.Builder
-	fmt.Fprintf(&b, "dom0's home (%s of text-like files in nested directories) backed up with gzip and restored, scrypt parameters %s for both sides. qvm: `qvm backup -y dom0` and `qvm restore` (whole processes). Reference-style (header, qubes.xml, then the tree): `tar -Pc --sparse -C PARENT --xform=s:^USER:dom0-home/\\0: USER | gzip | split -b 100M`, then `scrypt enc` per chunk; restore: `tar -i -x`, `scrypt dec` per chunk, `cat | gzip -d | tar -x`. One run each; RSS as above.\n\n", title, params)
+	fmt.Fprintf(&b, "dom0's home (%s of text-like files in nested directories) backed up with gzip and restored, scrypt parameters %s for both sides. qvm: `qvm backup -y dom0` and `qvm restore` (whole processes). Reference-style (header, qubes.xml, then the tree): `tar -Pc --sparse -C PARENT --xform=s:^USER:dom0-home/\\0: USER | gzip | split -b 100M`, then `scrypt enc` per chunk; restore: `tar -i -x`, `scrypt dec` per chunk, `cat | gzip -d | tar -x`. Each timed step starts after a `sync`; one run each; RSS as above.\n\n", title, params)
 	b.WriteString("| tree | step | qvm | reference-style | ratio | qvm peak RSS | reference peak RSS |\n|---|---|---|---|---|---|---|\n")
 	row := func(step string, q, ref timed) {
 		fmt.Fprintf(&b, "| %s | %s | %s (%s) | %s (%s) | %.1fx | %s | %s |\n", title, step,
