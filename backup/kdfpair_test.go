@@ -237,7 +237,8 @@ func TestCopyRunsErrors(t *testing.T) {
 }
 
 // The cache keeps at most maxScratchAreas idle areas, hands an area of
-// the right size back, and unmaps everything once closed.
+// the right size back, drops idle areas of another size when it must map
+// a new one, and unmaps everything once closed.
 func TestScratchReuse(t *testing.T) {
 	sc := &scratch{}
 	var areas [][]byte
@@ -261,6 +262,9 @@ func TestScratchReuse(t *testing.T) {
 	other, _ := sc.get(1 << 17)
 	if len(other) != 1<<17 {
 		t.Errorf("area of %d bytes, want %d", len(other), 1<<17)
+	}
+	if n := sc.idle(); n != 0 {
+		t.Errorf("%d idle areas of another size kept next to a new one", n)
 	}
 	sc.close()
 	sc.put(b)

@@ -20,6 +20,9 @@ type scratch struct {
 // maxScratchAreas bounds the idle areas kept: two pairs' worth.
 const maxScratchAreas = 4
 
+// get hands out an idle area of n bytes, or maps a new one; idle areas
+// of other sizes are unmapped first, so that a backup whose containers
+// ask for changing parameters does not pile up areas of each size.
 func (s *scratch) get(n int) ([]byte, error) {
 	if s != nil {
 		s.mu.Lock()
@@ -30,7 +33,12 @@ func (s *scratch) get(n int) ([]byte, error) {
 				return b, nil
 			}
 		}
+		other := s.free
+		s.free = nil
 		s.mu.Unlock()
+		for _, b := range other {
+			_ = unix.Munmap(b)
+		}
 	}
 	mem, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
