@@ -16,7 +16,7 @@ import (
 // (salsaBlockMix); elsewhere, or if the mapping fails, x/crypto/scrypt
 // does the work.
 func scryptKey(pass, salt []byte, logN uint8, r, p int, sc *scratch) ([]byte, error) {
-	if !haveBlockMix || logN >= 32 || r <= 0 || p <= 0 || uint64(r)*uint64(p) >= 1<<30 || uint64(r)<<logN > 1<<33 {
+	if !haveBlockMix || !simdParams(logN, r, p) {
 		return xscrypt(pass, salt, logN, r, p)
 	}
 	n := 1 << logN
@@ -49,7 +49,7 @@ func scryptKey2(pass, salt [2][]byte, logN uint8, r, p int, sc *scratch) (dk [2]
 		}
 		return dk, nil
 	}
-	if !haveBlockMix2 || logN >= 32 || r <= 0 || p <= 0 || uint64(r)*uint64(p) >= 1<<30 || uint64(r)<<logN > 1<<33 {
+	if !haveBlockMix2 || !simdParams(logN, r, p) {
 		return single()
 	}
 	n := 1 << logN
@@ -76,6 +76,12 @@ func scryptKey2(pass, salt [2][]byte, logN uint8, r, p int, sc *scratch) (dk [2]
 		}
 	}
 	return dk, nil
+}
+
+// simdParams: the parameters the SIMD paths take (sizes that fit an int
+// and a mapping); anything else goes to x/crypto, which refuses or copes.
+func simdParams(logN uint8, r, p int) bool {
+	return logN < 32 && r > 0 && p > 0 && uint64(r)*uint64(p) < 1<<30 && uint64(r)<<logN <= 1<<33
 }
 
 func xscrypt(pass, salt []byte, logN uint8, r, p int) ([]byte, error) {

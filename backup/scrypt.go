@@ -94,15 +94,22 @@ func newKey(passphrase []byte, p Params, sc *scratch) (*Key, error) {
 // kdfRunning and kdfPeak count derivations at once (for tests).
 var kdfRunning, kdfPeak atomic.Int32
 
-func notePeak(n int32) {
-	for p := kdfPeak.Load(); n > p && !kdfPeak.CompareAndSwap(p, n); p = kdfPeak.Load() {
+// countKDF notes n derivations starting; the result notes their end.
+func countKDF(n int32) (done func()) {
+	now := kdfRunning.Add(n)
+	for p := kdfPeak.Load(); now > p && !kdfPeak.CompareAndSwap(p, now); p = kdfPeak.Load() {
 	}
+	return func() { kdfRunning.Add(-n) }
+}
+
+// keyResult is a derived key or why there is none.
+type keyResult struct {
+	k   *Key
+	err error
 }
 
 func (k *Key) derive(passphrase []byte, sc *scratch) error {
-	n := kdfRunning.Add(1)
-	defer kdfRunning.Add(-1)
-	notePeak(n)
+	defer countKDF(1)()
 	dk, err := scryptKey(passphrase, k.Salt[:], k.Params.LogN, int(k.Params.R), int(k.Params.P), sc)
 	if err != nil {
 		return fmt.Errorf("scrypt: %w", err)
@@ -210,10 +217,9 @@ func openHeaders2(pass, data [2][]byte, lim *kdfLimit) (out [2]keyResult) {
 	}
 	p := ks[0].Params
 	lim.acquire(2 * p.Memory())
-	n := kdfRunning.Add(2)
-	notePeak(n)
+	done := countKDF(2)
 	dk, err := scryptKey2(pass, [2][]byte{ks[0].Salt[:], ks[1].Salt[:]}, p.LogN, int(p.R), int(p.P), lim.sc)
-	kdfRunning.Add(-2)
+	done()
 	lim.release(2 * p.Memory())
 	for l := range 2 {
 		if err != nil {

@@ -15,11 +15,6 @@ type xmlAhead struct {
 	key  *keyResult // derived with the header's; nil: derive in open
 }
 
-type keyResult struct {
-	k   *Key
-	err error
-}
-
 func (a *Archive) readXMLAhead(id string) *xmlAhead {
 	x := &xmlAhead{id: id}
 	m, err := a.tr.Next()
