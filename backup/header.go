@@ -88,7 +88,10 @@ func ParseHeader(data []byte, forcedFilter string) (*Header, error) {
 		known := map[string]bool{"version": true, "encrypted": true, "compressed": true,
 			"compression-filter": true, "crypto-algorithm": true, "hmac-algorithm": true, "backup-id": true}
 		if !known[k] {
-			continue // unknown keys are ignored, as the reference does
+			// The stock reader skips it; no Qubes release writes a key
+			// outside this list, so here it marks a crafted or foreign
+			// header and is refused.
+			return nil, headerErr("Unknown backup header key: %s", k)
 		}
 		if seen[k] {
 			return nil, headerErr("Duplicated header line: %s", k)

@@ -221,6 +221,7 @@ func TestRestoreRefusesHostileArchives(t *testing.T) {
 			return c
 		}, want: "Corrupted backup header"},
 		{name: "bad header key", archive: func() []outerMember { return withHeader(hdr + "evil_key=1\n") }, want: "Invalid backup header (key)"},
+		{name: "unknown header key", archive: func() []outerMember { return withHeader(hdr + "future-key=1\n") }, want: "Unknown backup header key: future-key"},
 		{name: "bad header value", archive: func() []outerMember { return withHeader(strings.Replace(hdr, "backup-id="+id, "backup-id=../x", 1)) }, want: "Invalid backup header (value)"},
 		{name: "duplicate header key", archive: func() []outerMember { return withHeader(hdr + "version=4\n") }, want: "Duplicated header line: version"},
 		{name: "non-whitelisted filter", archive: func() []outerMember {
