@@ -33,7 +33,7 @@ func benchBackup(r *runner) (string, error) {
 	}
 	const params = "17:8:1"
 	var b strings.Builder
-	fmt.Fprintf(&b, "One qube's private volume backed up with gzip (100 MiB chunks) and restored into a fresh state dir; scrypt parameters %s (128 MiB, one key per chunk) for both sides. qvm: `qvm backup -y` and `qvm restore` (whole processes, including state and volume import). Reference-style: `tar --sparse -c | gzip | split -b 100M`, then per chunk `scrypt enc --logN 17 -r 8 -p 1` and `tar -cO --posix`, one after another; restore: `tar -i -x`, `scrypt dec` per chunk, `cat | gzip -d | tar -x`, then `sync FILE` on the restored volume, because `qvm restore` returns only once the volume is on disk (it fsyncs it before qubes.xml names the qube); the row without that sync is shown too. Every timed step starts after a `sync`, so that none pays for the writeback of the step before it. Backups: one run each; restores: %d runs of each side, alternating, and the median (of the script's time, of that time with the sync, and of the sync alone, each on its own). Same files, same run. RSS is GNU time's peak resident set (for the scripts: their largest process, `scrypt`).\n\n", params, restoreReps)
+	fmt.Fprintf(&b, "One qube's private volume backed up with gzip (100 MiB chunks) and restored into a fresh state dir; scrypt parameters %s (128 MiB, one key per chunk) for both sides. qvm: `qvm backup -y` and `qvm restore` (whole processes, including state and volume import). Reference-style: `tar --sparse -c | gzip | split -b 100M`, then per chunk `scrypt enc --logN 17 -r 8 -p 1` and `tar -cO --posix`, one after another; restore: `tar -i -x`, `scrypt dec` per chunk, `cat | gzip -d | tar -x`, then `sync FILE` on the restored volume, because `qvm restore` returns only once the volume is on disk (it fsyncs it before qubes.xml names the qube); the row without that sync is shown too. Every timed step starts after a `sync`, so that none pays for the writeback of the step before it. Backups: one run each; restores: %d runs of each side, alternating, and the median (of the script's time, of that time with the sync, and of the sync alone, each on its own). Same files, same run. RSS is GNU time's peak resident set (for the scripts: their largest process, `scrypt`).\n\n", params, r.restoreReps)
 	b.WriteString("| volume | step | qvm | reference-style | ratio | qvm peak RSS | reference peak RSS |\n|---|---|---|---|---|---|---|\n")
 	vols := []struct {
 		name string
@@ -223,16 +223,16 @@ func benchBackupVolume(r *runner, i int, title string, size int64, fill func(*os
 	// Restores are repeated, the two sides alternating, and the median
 	// reported: they take seconds, and this VM's disk moves them by tens
 	// of percent from one minute to the next.
-	var qrs, rrs, rss, fss []timed
-	for rep := 0; rep < restoreReps; rep++ {
+	var qrs, rrs, synced, fss []timed
+	for rep := 0; rep < r.restoreReps; rep++ {
 		qr, rr, fs, err := restoreBoth(r, dir, img, title)
 		if err != nil {
 			return "", err
 		}
 		qrs, rrs, fss = append(qrs, qr), append(rrs, rr), append(fss, fs)
-		rss = append(rss, timed{rr.el + fs.el, rr.rss})
+		synced = append(synced, timed{rr.el + fs.el, rr.rss})
 	}
-	qr, rr, rrSynced, fs := medianTimed(qrs), medianTimed(rrs), medianTimed(rss), medianTimed(fss)
+	qr, rr, rrSynced, fs := medianTimed(qrs), medianTimed(rrs), medianTimed(synced), medianTimed(fss)
 	qs, _ := os.Stat(filepath.Join(dir, "qvm.backup"))
 	rs, _ := os.Stat(filepath.Join(dir, "ref.backup"))
 	row := func(step string, q, ref timed) string {
@@ -244,14 +244,6 @@ func benchBackupVolume(r *runner, i int, title string, size int64, fill func(*os
 	out += fmt.Sprintf("| %s | archive size | %.1f MiB | %.1f MiB | | | |\n", title, float64(qs.Size())/(1<<20), float64(rs.Size())/(1<<20))
 	return out, nil
 }
-
-// restoreReps is how many times each restore runs (QVM_BENCH_RESTORE_REPS).
-var restoreReps = func() int {
-	if n, err := strconv.Atoi(os.Getenv("QVM_BENCH_RESTORE_REPS")); err == nil && n > 0 {
-		return n
-	}
-	return 3
-}()
 
 // restoreBoth runs qvm restore into a fresh state dir and the reference
 // script into a fresh directory, each after a sync, checks both volumes

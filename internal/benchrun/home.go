@@ -54,7 +54,7 @@ func benchHome(r *runner) (string, error) {
 		return "", err
 	}
 	var qrs, rrs []timed
-	for rep := 0; rep < restoreReps; rep++ {
+	for rep := 0; rep < r.restoreReps; rep++ {
 		qr, rr, err := restoreHomeBoth(r, dir, rep, home, me.Username, pw)
 		if err != nil {
 			return "", err
@@ -64,7 +64,7 @@ func benchHome(r *runner) (string, error) {
 	qr, rr := medianTimed(qrs), medianTimed(rrs)
 	title := fmt.Sprintf("%d files, %d MiB", files, size>>20)
 	var b strings.Builder
-	fmt.Fprintf(&b, "dom0's home (%s of text-like files in nested directories) backed up with gzip and restored, scrypt parameters %s for both sides. qvm: `qvm backup -y dom0` and `qvm restore` (whole processes). Reference-style (header, qubes.xml, then the tree): `tar -Pc --sparse -C PARENT --xform=s:^USER:dom0-home/\\0: USER | gzip | split -b 100M`, then `scrypt enc` per chunk; restore: `tar -i -x`, `scrypt dec` per chunk, `cat | gzip -d | tar -x`. Each timed step starts after a `sync`; backups one run each, restores the median of %d runs of each side, alternating; neither side syncs the restored tree; RSS as above.\n\n", title, params, restoreReps)
+	fmt.Fprintf(&b, "dom0's home (%s of text-like files in nested directories) backed up with gzip and restored, scrypt parameters %s for both sides. qvm: `qvm backup -y dom0` and `qvm restore` (whole processes). Reference-style (header, qubes.xml, then the tree): `tar -Pc --sparse -C PARENT --xform=s:^USER:dom0-home/\\0: USER | gzip | split -b 100M`, then `scrypt enc` per chunk; restore: `tar -i -x`, `scrypt dec` per chunk, `cat | gzip -d | tar -x`. Each timed step starts after a `sync`; backups one run each, restores the median of %d runs of each side, alternating; neither side syncs the restored tree; RSS as above.\n\n", title, params, r.restoreReps)
 	b.WriteString("| tree | step | qvm | reference-style | ratio | qvm peak RSS | reference peak RSS |\n|---|---|---|---|---|---|---|\n")
 	row := func(step string, q, ref timed) {
 		fmt.Fprintf(&b, "| %s | %s | %s (%s) | %s (%s) | %.1fx | %s | %s |\n", title, step,

@@ -26,12 +26,16 @@ type runner struct {
 	qvm  string // path of the qvm binary
 	tmp  string
 	reps int
+	// restoreReps is how many times each backup restore runs, the median
+	// reported (-restore-reps).
+	restoreReps int
 }
 
 func main() {
 	out := flag.String("out", "BENCHMARKS.md", "file to write")
 	qvm := flag.String("qvm", "bin/qvm", "qvm binary to measure")
 	reps := flag.Int("reps", 30, "repetitions per measurement")
+	restoreReps := flag.Int("restore-reps", 3, "runs of each backup restore (median reported)")
 	only := flag.String("only", "", "run only the sections whose title contains this")
 	flag.Parse()
 	tmp, err := os.MkdirTemp("", "qvm-bench-")
@@ -40,7 +44,10 @@ func main() {
 	}
 	defer os.RemoveAll(tmp)
 	abs, _ := filepath.Abs(*qvm)
-	r := &runner{qvm: abs, tmp: tmp, reps: *reps}
+	if *restoreReps < 1 {
+		fail(fmt.Errorf("-restore-reps %d: want at least 1", *restoreReps))
+	}
+	r := &runner{qvm: abs, tmp: tmp, reps: *reps, restoreReps: *restoreReps}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` (internal/benchrun) on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "Machine: %s, %d cores, %s RAM, %s, %s.\n\n", cpuModel(), runtime.NumCPU(), memTotal(), runtime.Version(), kernel())
