@@ -49,6 +49,10 @@ func pyBool(b bool) string {
 
 var headerToken = regexp.MustCompile(`^[A-Za-z0-9-]*$`)
 
+// headerKeys are the keys Qubes releases write (spec backup.md §3).
+var headerKeys = map[string]bool{"version": true, "encrypted": true, "compressed": true,
+	"compression-filter": true, "crypto-algorithm": true, "hmac-algorithm": true, "backup-id": true}
+
 // Stock filters: always allowed, and optional ones allowed when installed.
 var (
 	stockFilters    = []string{"gzip", "bzip2", "xz"}
@@ -85,9 +89,7 @@ func ParseHeader(data []byte, forcedFilter string) (*Header, error) {
 		if !headerToken.MatchString(k) {
 			return nil, headerErr("Invalid backup header (key)")
 		}
-		known := map[string]bool{"version": true, "encrypted": true, "compressed": true,
-			"compression-filter": true, "crypto-algorithm": true, "hmac-algorithm": true, "backup-id": true}
-		if !known[k] {
+		if !headerKeys[k] {
 			// The stock reader skips it; no Qubes release writes a key
 			// outside this list, so here it marks a crafted or foreign
 			// header and is refused.
